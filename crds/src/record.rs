@@ -1,0 +1,396 @@
+//! The audit record: one per MCP message leg, and its mapping to OpenTelemetry names.
+//!
+//! Field names here are the JSON names of the record (JSON lines, CSV headers); [`attr`]
+//! holds the OTLP attribute name of each field. The redactor runs before a record is
+//! built, so nothing in a record is a credential, secret or PII.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::common::Transport;
+
+/// One audit record.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AuditRecord {
+    /// When the message leg happened (RFC 3339, UTC, nanoseconds).
+    #[schemars(with = "String")]
+    pub timestamp: Timestamp,
+    /// When the agent built the record.
+    #[schemars(with = "String")]
+    pub observed_timestamp: Timestamp,
+    /// Severity.
+    pub level: Level,
+    /// What happened.
+    pub event_type: EventType,
+    /// HTTP status of the response that carried (or answered) the message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_code: Option<u16>,
+    /// Content type of the message's HTTP body: `json`, `sse`, `text`, `empty` or `other`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_type: Option<String>,
+    /// HTTP headers of the leg, after redaction (lower-case names).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// Verified user id, from a verified JWT or a trusted gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    /// Verified team id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team_id: Option<String>,
+    /// Verified organisation id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org_id: Option<String>,
+    /// Where the identity came from; `unverified` means the ids above are absent.
+    pub identity_source: IdentitySource,
+    /// `<server>/<tool>@<definitionHash>` for tool calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_id: Option<String>,
+    /// Tool name for `tools/call`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_name: Option<String>,
+    /// W3C trace id (32 lower-case hex digits), shared by every leg of a call.
+    pub correlation_id: String,
+    /// W3C span id (16 lower-case hex digits) of this leg.
+    pub span_id: String,
+    /// The JSON-RPC id (when the message has one) and a unique id for this message.
+    pub request_id: RequestId,
+    /// `Mcp-Session-Id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    /// JSON-RPC method (for a response: the method of its request).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// MCP protocol revision in use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol_version: Option<String>,
+    /// Peer address of the client (X-Forwarded-For only from trusted proxies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ip: Option<String>,
+    /// Which way the message went.
+    pub direction: Direction,
+    /// MCP transport.
+    pub transport: Transport,
+    /// The server that handled the message.
+    pub server: ServerIdentity,
+    /// For a response: time from the request to this response, in nanoseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ns: Option<u64>,
+    /// Size of the message as it crossed the wire, in bytes.
+    pub body_bytes: u64,
+    /// The message after redaction (absent when dropped; see `redaction`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<serde_json::Value>,
+    /// True when the message was larger than the capture limit and `body` is partial or absent.
+    #[serde(default)]
+    pub body_truncated: bool,
+    /// What the redactor did: kinds and counts, never values.
+    #[serde(default)]
+    pub redaction: RedactionSummary,
+    /// Error details for error events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<RecordError>,
+}
+
+/// Severity, with the OpenTelemetry severity numbers.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Level {
+    /// Fine-grained detail.
+    Trace,
+    /// Debugging detail.
+    Debug,
+    /// Normal traffic.
+    Info,
+    /// Something a person should look at.
+    Warn,
+    /// A failed call.
+    Error,
+    /// The agent cannot work.
+    Fatal,
+}
+
+impl Level {
+    /// OpenTelemetry `SeverityNumber` (TRACE=1, DEBUG=5, INFO=9, WARN=13, ERROR=17, FATAL=21).
+    pub fn severity_number(self) -> i32 {
+        match self {
+            Self::Trace => 1,
+            Self::Debug => 5,
+            Self::Info => 9,
+            Self::Warn => 13,
+            Self::Error => 17,
+            Self::Fatal => 21,
+        }
+    }
+
+    /// OpenTelemetry `SeverityText`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Trace => "TRACE",
+            Self::Debug => "DEBUG",
+            Self::Info => "INFO",
+            Self::Warn => "WARN",
+            Self::Error => "ERROR",
+            Self::Fatal => "FATAL",
+        }
+    }
+}
+
+/// What a record is about.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum EventType {
+    /// A JSON-RPC request.
+    McpRequest,
+    /// A JSON-RPC result (a tool result with `isError: true` is an error instead).
+    McpResponseSuccess,
+    /// A JSON-RPC error, or a tool result with `isError: true`.
+    McpResponseError,
+    /// A JSON-RPC notification.
+    McpNotification,
+    /// A session started (`initialize` answered with `Mcp-Session-Id`, or an SSE endpoint).
+    McpSessionStart,
+    /// A session ended (DELETE, or the SSE stream closed).
+    McpSessionEnd,
+    /// A tool appeared, disappeared or changed definition after approval.
+    ToolDefinitionChanged,
+    /// An access policy or tool pinning refused (or, in observe mode, would refuse) a call.
+    PolicyDenied,
+    /// The redactor changed a message (summary record when configured).
+    RedactionApplied,
+    /// The upstream MCP server could not be reached.
+    UpstreamUnavailable,
+    /// A body could not be parsed as MCP (the traffic itself went through untouched).
+    ParseError,
+    /// A line the MCP server wrote to stdout/stderr (node agent).
+    LogLine,
+}
+
+impl EventType {
+    /// The name as it appears in records and as the OTLP `EventName`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::McpRequest => "mcp-request",
+            Self::McpResponseSuccess => "mcp-response-success",
+            Self::McpResponseError => "mcp-response-error",
+            Self::McpNotification => "mcp-notification",
+            Self::McpSessionStart => "mcp-session-start",
+            Self::McpSessionEnd => "mcp-session-end",
+            Self::ToolDefinitionChanged => "tool-definition-changed",
+            Self::PolicyDenied => "policy-denied",
+            Self::RedactionApplied => "redaction-applied",
+            Self::UpstreamUnavailable => "upstream-unavailable",
+            Self::ParseError => "parse-error",
+            Self::LogLine => "log-line",
+        }
+    }
+
+    /// Every event type, in declaration order.
+    pub const ALL: [EventType; 12] = [
+        Self::McpRequest,
+        Self::McpResponseSuccess,
+        Self::McpResponseError,
+        Self::McpNotification,
+        Self::McpSessionStart,
+        Self::McpSessionEnd,
+        Self::ToolDefinitionChanged,
+        Self::PolicyDenied,
+        Self::RedactionApplied,
+        Self::UpstreamUnavailable,
+        Self::ParseError,
+        Self::LogLine,
+    ];
+}
+
+/// Where the caller's identity came from.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum IdentitySource {
+    /// A JWT whose signature, issuer, audience and expiry were verified.
+    Jwt,
+    /// Headers set by a gateway whose address is in the configured trusted CIDRs.
+    TrustedGateway,
+    /// Namespace or pod labels (node agent enrichment; team/org only).
+    Labels,
+    /// No verified identity: user, team and org are absent.
+    #[default]
+    Unverified,
+}
+
+/// Which way a message went.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Direction {
+    /// From the MCP client to the server.
+    ClientToServer,
+    /// From the MCP server to the client.
+    ServerToClient,
+    /// Produced by the agent itself (policy decisions, upstream failures).
+    Agent,
+}
+
+/// The JSON-RPC id and a unique id of one message.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RequestId {
+    /// The JSON-RPC `id` as text (a string id is kept as is, a number in decimal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jsonrpc: Option<String>,
+    /// A unique id (UUID v7) for this message leg.
+    pub unique: String,
+}
+
+/// Which server handled the message.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServerIdentity {
+    /// McpServer name.
+    pub name: String,
+    /// Namespace of the McpServer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Pod that served the message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    /// `serverInfo.version`, once seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+/// What the redactor did to a record.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RedactionSummary {
+    /// Number of redactions per kind (for example `aws-access-key-id: 1`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub kinds: BTreeMap<String, u32>,
+    /// Why the body was dropped, when it was (for example `unparseable`, `rule:<name>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_dropped: Option<String>,
+}
+
+impl RedactionSummary {
+    /// Total number of redactions.
+    pub fn total(&self) -> u64 {
+        self.kinds.values().map(|&n| u64::from(n)).sum()
+    }
+}
+
+/// Error details of a record.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RecordError {
+    /// Low-cardinality error type: the JSON-RPC code as text, `tool_error`, `http_<status>`,
+    /// `upstream_unavailable`, `parse_error`, ... (the OTel `error.type`).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// JSON-RPC error code, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<i64>,
+    /// Error message, after redaction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// OpenTelemetry attribute names of record fields. MCP, JSON-RPC, GenAI, network and
+/// client attributes follow the OpenTelemetry semantic conventions for MCP; fields
+/// without a convention use the `mcpledger.` prefix.
+pub mod attr {
+    /// `method` (semconv).
+    pub const MCP_METHOD_NAME: &str = "mcp.method.name";
+    /// `sessionId` (semconv).
+    pub const MCP_SESSION_ID: &str = "mcp.session.id";
+    /// `protocolVersion` (semconv).
+    pub const MCP_PROTOCOL_VERSION: &str = "mcp.protocol.version";
+    /// Resource URI of `resources/*` requests (semconv).
+    pub const MCP_RESOURCE_URI: &str = "mcp.resource.uri";
+    /// `requestId.jsonrpc` (semconv).
+    pub const JSONRPC_REQUEST_ID: &str = "jsonrpc.request.id";
+    /// JSON-RPC version, `2.0` (semconv).
+    pub const JSONRPC_PROTOCOL_VERSION: &str = "jsonrpc.protocol.version";
+    /// `error.code` of a JSON-RPC error, as text (semconv).
+    pub const RPC_RESPONSE_STATUS_CODE: &str = "rpc.response.status_code";
+    /// `toolName` (semconv).
+    pub const GEN_AI_TOOL_NAME: &str = "gen_ai.tool.name";
+    /// Prompt name of `prompts/get` (semconv).
+    pub const GEN_AI_PROMPT_NAME: &str = "gen_ai.prompt.name";
+    /// `execute_tool` for tool calls (semconv).
+    pub const GEN_AI_OPERATION_NAME: &str = "gen_ai.operation.name";
+    /// `error.type` (semconv).
+    pub const ERROR_TYPE: &str = "error.type";
+    /// `clientIp` (semconv).
+    pub const CLIENT_ADDRESS: &str = "client.address";
+    /// `tcp` (semconv).
+    pub const NETWORK_TRANSPORT: &str = "network.transport";
+    /// `http` (semconv).
+    pub const NETWORK_PROTOCOL_NAME: &str = "network.protocol.name";
+    /// `1.1` or `2` (semconv).
+    pub const NETWORK_PROTOCOL_VERSION: &str = "network.protocol.version";
+    /// `responseCode` (semconv, HTTP).
+    pub const HTTP_RESPONSE_STATUS_CODE: &str = "http.response.status_code";
+    /// `userId` (semconv `user.id`).
+    pub const USER_ID: &str = "user.id";
+    /// `teamId`.
+    pub const TEAM_ID: &str = "mcpledger.team.id";
+    /// `orgId`.
+    pub const ORG_ID: &str = "mcpledger.org.id";
+    /// `identitySource`.
+    pub const IDENTITY_SOURCE: &str = "mcpledger.identity.source";
+    /// `eventType` (also the OTLP `EventName`).
+    pub const EVENT_TYPE: &str = "mcpledger.event.type";
+    /// `toolId`.
+    pub const TOOL_ID: &str = "mcpledger.tool.id";
+    /// `correlationId` (also the OTLP `TraceId`).
+    pub const CORRELATION_ID: &str = "mcpledger.correlation.id";
+    /// `requestId.unique`.
+    pub const REQUEST_UID: &str = "mcpledger.request.uid";
+    /// `responseType`.
+    pub const RESPONSE_TYPE: &str = "mcpledger.response.type";
+    /// `headers` (JSON text).
+    pub const HEADERS: &str = "mcpledger.headers";
+    /// `direction`.
+    pub const DIRECTION: &str = "mcpledger.direction";
+    /// `transport`.
+    pub const TRANSPORT: &str = "mcpledger.transport";
+    /// `server.name`.
+    pub const SERVER_NAME: &str = "mcpledger.server.name";
+    /// `server.namespace`.
+    pub const SERVER_NAMESPACE: &str = "mcpledger.server.namespace";
+    /// `server.version`.
+    pub const SERVER_VERSION: &str = "mcpledger.server.version";
+    /// `durationNs`.
+    pub const DURATION_NS: &str = "mcpledger.duration_ns";
+    /// `bodyBytes`.
+    pub const BODY_BYTES: &str = "mcpledger.body.bytes";
+    /// `bodyTruncated`.
+    pub const BODY_TRUNCATED: &str = "mcpledger.body.truncated";
+    /// `redaction.kinds` (JSON text).
+    pub const REDACTION_KINDS: &str = "mcpledger.redaction.kinds";
+    /// `redaction.payloadDropped`.
+    pub const REDACTION_PAYLOAD_DROPPED: &str = "mcpledger.redaction.payload_dropped";
+    /// `error.message`.
+    pub const ERROR_MESSAGE: &str = "mcpledger.error.message";
+
+    /// Resource attributes (from the downward API).
+    pub mod resource {
+        /// Service name of the agent.
+        pub const SERVICE_NAME: &str = "service.name";
+        /// Agent version.
+        pub const SERVICE_VERSION: &str = "service.version";
+        /// Namespace of the pod.
+        pub const K8S_NAMESPACE_NAME: &str = "k8s.namespace.name";
+        /// Pod name.
+        pub const K8S_POD_NAME: &str = "k8s.pod.name";
+        /// Pod UID.
+        pub const K8S_POD_UID: &str = "k8s.pod.uid";
+        /// Node name.
+        pub const K8S_NODE_NAME: &str = "k8s.node.name";
+        /// Container name of the MCP server.
+        pub const K8S_CONTAINER_NAME: &str = "k8s.container.name";
+        /// Owning Deployment, when there is one.
+        pub const K8S_DEPLOYMENT_NAME: &str = "k8s.deployment.name";
+    }
+}

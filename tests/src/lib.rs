@@ -1,0 +1,51 @@
+//! Helpers for the cross-component and cluster tests in `tests/tests/`.
+//!
+//! Cluster tests run only under `make e2e` (which sets `MCP_LEDGER_E2E=1`) against the
+//! cluster that `KUBECONFIG` points to. Anywhere else they print why they skipped and
+//! pass without touching any cluster, so `make test` never reaches a developer's cluster
+//! by accident.
+
+use std::time::Duration;
+
+use kube::Client;
+
+/// Returns a client for the e2e cluster, or prints why the test is skipped and returns None.
+pub async fn e2e_client(test: &str) -> Option<Client> {
+    if std::env::var("MCP_LEDGER_E2E").ok().as_deref() != Some("1") {
+        eprintln!("SKIPPED {test}: cluster tests run under `make e2e` (MCP_LEDGER_E2E=1 is not set)");
+        return None;
+    }
+    match std::env::var("KUBECONFIG") {
+        Ok(path) if !path.is_empty() && std::path::Path::new(&path).exists() => {}
+        Ok(path) if !path.is_empty() => {
+            eprintln!("SKIPPED {test}: KUBECONFIG points to {path}, which does not exist");
+            return None;
+        }
+        _ => {
+            eprintln!("SKIPPED {test}: KUBECONFIG is not set; point it at a cluster to run the e2e tests");
+            return None;
+        }
+    }
+    let client = match Client::try_default().await {
+        Ok(client) => client,
+        Err(e) => {
+            eprintln!("SKIPPED {test}: KUBECONFIG is set but no client could be made from it: {e}");
+            return None;
+        }
+    };
+    match tokio::time::timeout(Duration::from_secs(10), client.apiserver_version()).await {
+        Ok(Ok(v)) => {
+            eprintln!("{test}: running against Kubernetes {}.{} ({})", v.major, v.minor, v.git_version);
+            Some(client)
+        }
+        Ok(Err(e)) => panic!("{test}: KUBECONFIG points to a cluster that does not answer: {e}"),
+        Err(_) => panic!("{test}: KUBECONFIG points to a cluster that did not answer within 10 s"),
+    }
+}
+
+/// A unique, DNS-safe name for a test namespace.
+pub fn unique_namespace(prefix: &str) -> String {
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    format!("{prefix}-{}-{nanos:x}", std::process::id())
+}

@@ -1,0 +1,196 @@
+//! Cluster test: the generated CRDs install, become Established, and the API server
+//! refuses bad objects with messages that name the field. Runs under `make e2e`.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use serde_json::{Value, json};
+
+const MANAGER: &str = "mcp-ledger-e2e";
+
+async fn install_crds(client: &kube::Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for (_, crd) in mcp_ledger_crds::crds() {
+        let name = crd.metadata.name.clone().unwrap();
+        crds.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&crd))
+            .await
+            .unwrap_or_else(|e| panic!("applying CRD {name}: {e}"));
+        let mut established = false;
+        for _ in 0..60 {
+            let got = crds.get(&name).await.unwrap();
+            established = got
+                .status
+                .and_then(|s| s.conditions)
+                .unwrap_or_default()
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True");
+            if established {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        assert!(established, "CRD {name} did not become Established within 30 s");
+    }
+}
+
+fn api(client: &kube::Client, ns: &str, kind: &str, plural: &str) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk(mcp_ledger_crds::GROUP, mcp_ledger_crds::VERSION, kind);
+    Api::namespaced_with(client.clone(), ns, &ApiResource::from_gvk_with_plural(&gvk, plural))
+}
+
+fn object(kind: &str, name: &str, spec: Value) -> DynamicObject {
+    serde_json::from_value(json!({
+        "apiVersion": format!("{}/{}", mcp_ledger_crds::GROUP, mcp_ledger_crds::VERSION),
+        "kind": kind, "metadata": {"name": name}, "spec": spec,
+    }))
+    .unwrap()
+}
+
+/// Server-side applies with strict field validation (as `kubectl apply` does) as a dry run
+/// and returns the API server's refusal message.
+async fn refusal(api: &Api<DynamicObject>, obj: &DynamicObject) -> String {
+    let name = obj.metadata.name.clone().unwrap();
+    let params = PatchParams { dry_run: true, ..PatchParams::apply(MANAGER).validation_strict() };
+    match api.patch(&name, &params, &Patch::Apply(obj)).await {
+        Ok(_) => panic!("the API server accepted {name}, which should be refused"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[tokio::test]
+async fn crds_install_and_refuse_bad_objects() {
+    let Some(client) = mcp_ledger_tests::e2e_client("crds_install_and_refuse_bad_objects").await else {
+        return;
+    };
+    install_crds(&client).await;
+
+    let ns = mcp_ledger_tests::unique_namespace("mcpl-e2e-crds");
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap())
+        .await
+        .unwrap();
+
+    let servers = api(&client, &ns, "McpServer", "mcpservers");
+    let reviews = api(&client, &ns, "McpServerReview", "mcpserverreviews");
+    let good =
+        json!({"selector": {"matchLabels": {"app": "github-mcp"}}, "port": "mcp", "owner": "platform@example.com"});
+
+    // A good server is accepted and defaulted.
+    let created = servers
+        .create(&PostParams::default(), &object("McpServer", "github", good.clone()))
+        .await
+        .expect("a good McpServer is accepted");
+    assert_eq!(created.data["spec"]["path"], "/mcp", "path is defaulted");
+    assert_eq!(created.data["spec"]["transport"], "streamable-http", "transport is defaulted");
+    assert_eq!(created.data["spec"]["toolPolicy"], "observe", "toolPolicy is defaulted");
+
+    let cases: Vec<(&str, Value, &str)> = vec![
+        (
+            "unknown-field",
+            {
+                let mut s = good.clone();
+                s["addedBy"] = json!("mallory");
+                s
+            },
+            "spec.addedBy",
+        ),
+        (
+            "port-too-big",
+            {
+                let mut s = good.clone();
+                s["port"] = json!(70000);
+                s
+            },
+            "spec.port",
+        ),
+        (
+            "port-bad-name",
+            {
+                let mut s = good.clone();
+                s["port"] = json!("Bad_Name");
+                s
+            },
+            "spec.port",
+        ),
+        (
+            "empty-selector",
+            {
+                let mut s = good.clone();
+                s["selector"] = json!({});
+                s
+            },
+            "spec.selector",
+        ),
+        (
+            "bad-transport",
+            {
+                let mut s = good.clone();
+                s["transport"] = json!("grpc");
+                s
+            },
+            "spec.transport",
+        ),
+    ];
+    for (name, spec, field) in cases {
+        let message = refusal(&servers, &object("McpServer", name, spec)).await;
+        assert!(message.contains(field), "{name}: the refusal should name {field}: {message}");
+    }
+
+    let message = refusal(
+        &reviews,
+        &object("McpServerReview", "reject-no-reason", json!({"serverRef": {"name": "github"}, "decision": "Reject"})),
+    )
+    .await;
+    assert!(message.contains("spec.reason is required"), "{message}");
+    reviews
+        .create(
+            &PostParams::default(),
+            &object("McpServerReview", "approve", json!({"serverRef": {"name": "github"}, "decision": "Approve"})),
+        )
+        .await
+        .expect("an Approve review is accepted");
+    let edit = PatchParams::apply(MANAGER).force();
+    let err = reviews
+        .patch(
+            "approve",
+            &edit,
+            &Patch::Apply(&object(
+                "McpServerReview",
+                "approve",
+                json!({"serverRef": {"name": "github"}, "decision": "Reject", "reason": "x"}),
+            )),
+        )
+        .await
+        .expect_err("a review cannot be edited");
+    assert!(err.to_string().contains("cannot be changed"), "{err}");
+
+    // addedBy is immutable in status once recorded.
+    let status = PatchParams::apply(MANAGER).force();
+    servers
+        .patch_status(
+            "github",
+            &status,
+            &Patch::Apply(
+                json!({"apiVersion": "mcpledger.dev/v1alpha1", "kind": "McpServer", "status": {"addedBy": "alice"}}),
+            ),
+        )
+        .await
+        .expect("the first addedBy is accepted");
+    let err = servers
+        .patch_status(
+            "github",
+            &status,
+            &Patch::Apply(
+                json!({"apiVersion": "mcpledger.dev/v1alpha1", "kind": "McpServer", "status": {"addedBy": "mallory"}}),
+            ),
+        )
+        .await
+        .expect_err("addedBy cannot change");
+    assert!(err.to_string().contains("status.addedBy cannot be changed"), "{err}");
+
+    namespaces.delete(&ns, &DeleteParams::default()).await.unwrap();
+}
