@@ -15,6 +15,18 @@ help: ## List the targets
 toolchain:
 	@scripts/ensure-toolchain.sh
 
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+
+# Real MCP peers for the tests and the demo (official Python SDK), pinned, project-local.
+$(VENV)/.installed: tests/peers/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/peers/requirements.txt
+	touch $@
+
+.PHONY: peers
+peers: $(VENV)/.installed ## Install the test peers (MCP Python SDK) into .venv
+
 .PHONY: generate
 generate: toolchain ## Regenerate the CRD YAML (crds/, chart) and JSON schemas from the Rust types
 	$(CRDGEN) $(CRDGEN_ARGS)
@@ -35,7 +47,7 @@ clippy: toolchain
 lint: fmt-check clippy ## rustfmt check and clippy with -D warnings
 
 .PHONY: unit
-unit: toolchain ## All Rust tests (unit and in-process integration); cluster tests skip
+unit: toolchain peers ## All Rust tests (unit and in-process integration); cluster tests skip
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 	  $(CARGO) nextest run --locked --workspace --no-fail-fast; \
 	else \

@@ -1,4 +1,190 @@
-fn main() {
-    eprintln!("mcp-ledger-agent: not built yet (issue 3)");
-    std::process::exit(1);
+//! `mcp-ledger-agent`: flags, logging, signals. Everything else is in the library.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, ValueEnum};
+use mcp_ledger_crds::AgentConfig;
+use mcp_ledger_crds::common::Transport;
+use mcp_ledger_crds::config::{FileSinkConfig, OtlpConfig, OtlpProtocol, ServerConfig};
+
+/// The mcp-ledger agent: a transparent proxy in front of one MCP server that records every
+/// MCP message as a redacted audit record (OTLP logs, JSON lines, CSV) and serves
+/// Prometheus metrics on the admin port (/metrics, /healthz, /readyz).
+#[derive(Parser, Debug)]
+#[command(version, about, long_about = None)]
+struct Args {
+    /// `sidecar`: in an MCP server pod, configured by the file the operator renders.
+    /// `local`: no cluster; configured by --config and/or the flags below.
+    /// `node`: the per-node log-enrichment agent (not built yet).
+    #[arg(long, value_enum, env = "MCP_LEDGER_MODE", default_value = "sidecar")]
+    mode: Mode,
+
+    /// Agent configuration file (JSON, the `AgentConfig` type; see crds/schema/agent-config.schema.json).
+    /// Required in sidecar mode. Changes to its redaction policy are picked up while running.
+    #[arg(long, env = "MCP_LEDGER_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// [local] URL of the MCP server to put the agent in front of, e.g. http://127.0.0.1:8000.
+    #[arg(long, value_name = "URL")]
+    upstream: Option<String>,
+
+    /// [local] Address the proxy listens on for MCP clients.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+
+    /// [local] Address of the admin listener (/metrics, /healthz, /readyz).
+    #[arg(long, value_name = "ADDR")]
+    admin: Option<String>,
+
+    /// [local] Name of the MCP server in records and metrics.
+    #[arg(long, value_name = "NAME")]
+    server_name: Option<String>,
+
+    /// [local] MCP transport of the upstream server.
+    #[arg(long, value_enum)]
+    transport: Option<TransportArg>,
+
+    /// [local] Write records as JSON lines to FILE (`-` for stdout).
+    #[arg(long, value_name = "FILE")]
+    jsonl: Option<String>,
+
+    /// [local] Write records as CSV rows to FILE.
+    #[arg(long, value_name = "FILE")]
+    csv: Option<String>,
+
+    /// [local] Export records as OTLP logs to this collector endpoint
+    /// (gRPC: http://host:4317; HTTP: http://host:4318).
+    #[arg(long, value_name = "URL")]
+    otlp_endpoint: Option<String>,
+
+    /// [local] OTLP protocol for --otlp-endpoint.
+    #[arg(long, value_enum, default_value = "grpc")]
+    otlp_protocol: OtlpArg,
+
+    /// [local] Largest message body captured into a record, in bytes.
+    #[arg(long, value_name = "BYTES")]
+    max_body_bytes: Option<usize>,
+
+    /// Seconds open exchanges get to finish after SIGTERM/SIGINT before the agent exits.
+    #[arg(long, default_value_t = 20)]
+    drain_seconds: u64,
+
+    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `mcp_ledger_agent=debug`.
+    #[arg(long, env = "MCP_LEDGER_LOG", default_value = "info")]
+    log: String,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
+enum Mode {
+    Sidecar,
+    Local,
+    Node,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum TransportArg {
+    StreamableHttp,
+    Sse,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum OtlpArg {
+    Grpc,
+    HttpProtobuf,
+}
+
+fn load(args: &Args) -> Result<AgentConfig> {
+    let mut config = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading --config {}", path.display()))?;
+            serde_json::from_str::<AgentConfig>(&text).with_context(|| format!("--config {}", path.display()))?
+        }
+        None if args.mode == Mode::Sidecar => {
+            anyhow::bail!("--config is required in sidecar mode (the operator mounts it from the agent ConfigMap)")
+        }
+        None => {
+            AgentConfig { server: ServerConfig { name: "local".into(), ..Default::default() }, ..Default::default() }
+        }
+    };
+    if args.mode == Mode::Local {
+        if config.server.path.is_empty() {
+            config.server.path = "/mcp".into();
+        }
+        if let Some(v) = &args.upstream {
+            config.upstream.url = v.clone();
+        }
+        if let Some(v) = &args.listen {
+            config.listen.proxy = v.clone();
+        }
+        if let Some(v) = &args.admin {
+            config.listen.admin = v.clone();
+        }
+        if let Some(v) = &args.server_name {
+            config.server.name = v.clone();
+        }
+        if let Some(t) = args.transport {
+            config.server.transport = match t {
+                TransportArg::StreamableHttp => Transport::StreamableHttp,
+                TransportArg::Sse => Transport::Sse,
+            };
+        }
+        if let Some(p) = &args.jsonl {
+            config.exporters.json_lines = Some(FileSinkConfig { path: p.clone() });
+        }
+        if let Some(p) = &args.csv {
+            config.exporters.csv = Some(FileSinkConfig { path: p.clone() });
+        }
+        if let Some(e) = &args.otlp_endpoint {
+            let protocol = match args.otlp_protocol {
+                OtlpArg::Grpc => OtlpProtocol::Grpc,
+                OtlpArg::HttpProtobuf => OtlpProtocol::HttpProtobuf,
+            };
+            config.exporters.otlp = Some(OtlpConfig { endpoint: e.clone(), protocol, timeout_ms: 5_000 });
+        }
+        if let Some(n) = args.max_body_bytes {
+            config.capture.max_body_bytes = n;
+        }
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&args.log).context("--log")?)
+        .with_writer(std::io::stderr)
+        .json()
+        .init();
+    if args.mode == Mode::Node {
+        anyhow::bail!("--mode node: the node agent is not built yet (issue 6)");
+    }
+    let config = load(&args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutdown requested: draining");
+            let _ = tx.send(true);
+        });
+        let options = mcp_ledger_agent::RunOptions {
+            mode: if args.mode == Mode::Local { "local" } else { "sidecar" },
+            config_file: args.config.clone(),
+            pod: mcp_ledger_agent::PodInfo::from_env(),
+            drain: Duration::from_secs(args.drain_seconds),
+        };
+        mcp_ledger_agent::run(config, options, rx).await
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
 }

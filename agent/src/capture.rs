@@ -1,0 +1,828 @@
+//! What the proxy hands to the record processor, and the processor itself: it parses
+//! captured bodies as MCP, correlates responses with requests, redacts, and builds one
+//! audit record per message leg. It runs off the request path, fed by a bounded queue.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use jiff::Timestamp;
+use mcp_ledger_crds::common::Transport;
+use mcp_ledger_crds::record::{
+    AuditRecord, Direction, EventType, IdentitySource, Level, RecordError, RedactionSummary, RequestId, ServerIdentity,
+};
+use serde_json::Value;
+
+use crate::mcp::jsonrpc::{self, Kind, Message};
+use crate::mcp::trace::TraceContext;
+use crate::metrics::Metrics;
+use crate::redact::Redactor;
+
+/// How the body of an HTTP message is framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentKind {
+    /// `application/json`.
+    Json,
+    /// `text/event-stream`.
+    Sse,
+    /// Anything else (text, HTML, ...).
+    Other,
+    /// No body / no content type.
+    Empty,
+}
+
+impl ContentKind {
+    /// From a Content-Type header value.
+    pub fn from_content_type(ct: Option<&str>) -> Self {
+        let Some(ct) = ct else { return Self::Empty };
+        let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        match essence.as_str() {
+            "application/json" => Self::Json,
+            "text/event-stream" => Self::Sse,
+            "" => Self::Empty,
+            _ if essence.ends_with("+json") => Self::Json,
+            _ => Self::Other,
+        }
+    }
+
+    /// The record's `responseType`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Json => "json",
+            Self::Sse => "sse",
+            Self::Other => "other",
+            Self::Empty => "empty",
+        }
+    }
+}
+
+/// A caller identity, as established by the proxy from a trusted source.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Identity {
+    /// Where it came from.
+    pub source: IdentitySource,
+    /// User id.
+    pub user: Option<String>,
+    /// Team id.
+    pub team: Option<String>,
+    /// Organisation id.
+    pub org: Option<String>,
+}
+
+/// One HTTP exchange through the proxy.
+#[derive(Debug)]
+pub struct Exchange {
+    /// Unique per agent process.
+    pub id: u64,
+    /// When the request arrived.
+    pub started: Instant,
+    /// The same, as wall-clock time.
+    pub started_at: Timestamp,
+    /// HTTP method.
+    pub http_method: http::Method,
+    /// `Mcp-Session-Id` sent by the client.
+    pub session_id: Option<String>,
+    /// Session of the 2024-11-05 HTTP+SSE transport (`?session_id=` / `?sessionId=`).
+    pub legacy_session: Option<String>,
+    /// `MCP-Protocol-Version` header.
+    pub protocol_header: Option<String>,
+    /// `Mcp-Method` header (2026-07-28).
+    pub method_header: Option<String>,
+    /// Client address.
+    pub client_ip: Option<String>,
+    /// The trace this exchange belongs to (the client's, or one the agent created).
+    pub trace: TraceContext,
+    /// Request headers, raw: redacted by the processor before they go anywhere.
+    pub request_headers: http::HeaderMap,
+    /// The caller.
+    pub identity: Identity,
+}
+
+impl Exchange {
+    fn session_key(&self) -> Option<String> {
+        if let Some(s) = &self.session_id {
+            return Some(format!("mcp:{s}"));
+        }
+        self.legacy_session.as_ref().map(|s| format!("sse:{s}"))
+    }
+}
+
+/// The response head of an exchange.
+#[derive(Debug)]
+pub struct ResponseHead {
+    /// HTTP status.
+    pub status: u16,
+    /// Body framing.
+    pub content: ContentKind,
+    /// Response headers, raw.
+    pub headers: http::HeaderMap,
+    /// `Mcp-Session-Id` set by the server.
+    pub session_id: Option<String>,
+}
+
+/// How a response body ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndOutcome {
+    /// All of it was delivered.
+    Complete,
+    /// The client closed an event stream between events (normal for GET streams).
+    ClientClosed,
+    /// Cut inside a message: upstream error, client gone mid-body, or a partial SSE event.
+    Cut(&'static str),
+}
+
+/// A captured piece of traffic.
+#[derive(Debug)]
+pub enum Captured {
+    /// The client's request body (possibly empty).
+    Request {
+        /// The exchange.
+        ex: Arc<Exchange>,
+        /// Up to the capture limit.
+        body: Bytes,
+        /// Larger than the limit.
+        truncated: bool,
+        /// Total size.
+        wire_bytes: u64,
+    },
+    /// One message of the response: the whole JSON body, or one SSE event.
+    Response {
+        /// The exchange.
+        ex: Arc<Exchange>,
+        /// Its response head.
+        head: Arc<ResponseHead>,
+        /// Up to the capture limit.
+        body: Bytes,
+        /// Larger than the limit.
+        truncated: bool,
+        /// Size on the wire.
+        wire_bytes: u64,
+        /// SSE `event:` type (None for JSON bodies).
+        sse_event: Option<String>,
+        /// SSE `id:`.
+        sse_id: Option<String>,
+    },
+    /// The response body ended.
+    End {
+        /// The exchange.
+        ex: Arc<Exchange>,
+        /// Its response head.
+        head: Arc<ResponseHead>,
+        /// How it ended.
+        outcome: EndOutcome,
+    },
+    /// The upstream could not be reached; the client got a 502.
+    UpstreamUnavailable {
+        /// The exchange.
+        ex: Arc<Exchange>,
+        /// What failed (low cardinality).
+        reason: &'static str,
+    },
+}
+
+struct Pending {
+    method: String,
+    tool: Option<String>,
+    started: Instant,
+    trace: TraceContext,
+    exchange: u64,
+}
+
+/// Static facts about the server behind the agent.
+#[derive(Debug, Clone)]
+pub struct ServerFacts {
+    /// McpServer name.
+    pub name: String,
+    /// Namespace.
+    pub namespace: Option<String>,
+    /// Pod name.
+    pub pod: Option<String>,
+    /// Transport.
+    pub transport: Transport,
+}
+
+const MAX_PENDING: usize = 65_536;
+const PENDING_TTL: Duration = Duration::from_secs(600);
+const MAX_SEEN_EVENTS: usize = 65_536;
+const MAX_TOOL_LABELS: usize = 256;
+
+/// Turns captured traffic into audit records.
+pub struct Processor {
+    server: ServerFacts,
+    redactor: Arc<Redactor>,
+    metrics: Metrics,
+    pending: HashMap<(String, String), Pending>,
+    pending_order: VecDeque<(Instant, (String, String))>,
+    stream_sessions: HashMap<u64, String>,
+    seen_events: HashSet<(String, String)>,
+    seen_order: VecDeque<(String, String)>,
+    sessions: HashSet<String>,
+    exchange_requests: HashMap<u64, Vec<String>>,
+    tool_labels: HashSet<String>,
+    server_version: Option<String>,
+    protocol_version: Option<String>,
+}
+
+impl Processor {
+    /// A processor for one server.
+    pub fn new(server: ServerFacts, redactor: Arc<Redactor>, metrics: Metrics) -> Self {
+        Self {
+            server,
+            redactor,
+            metrics,
+            pending: HashMap::new(),
+            pending_order: VecDeque::new(),
+            stream_sessions: HashMap::new(),
+            seen_events: HashSet::new(),
+            seen_order: VecDeque::new(),
+            sessions: HashSet::new(),
+            exchange_requests: HashMap::new(),
+            tool_labels: HashSet::new(),
+            server_version: None,
+            protocol_version: None,
+        }
+    }
+
+    /// Replaces the redactor (policy reload).
+    pub fn set_redactor(&mut self, redactor: Arc<Redactor>) {
+        self.redactor = redactor;
+    }
+
+    /// Processes one captured item, appending the records it yields.
+    pub fn process(&mut self, item: Captured, out: &mut Vec<AuditRecord>) {
+        match item {
+            Captured::Request { ex, body, truncated, wire_bytes } => {
+                self.on_request(&ex, &body, truncated, wire_bytes, out)
+            }
+            Captured::Response { ex, head, body, truncated, wire_bytes, sse_event, sse_id } => {
+                self.on_response(&ex, &head, &body, truncated, wire_bytes, sse_event.as_deref(), sse_id, out)
+            }
+            Captured::End { ex, head, outcome } => self.on_end(&ex, &head, outcome, out),
+            Captured::UpstreamUnavailable { ex, reason } => self.on_upstream_unavailable(&ex, reason, out),
+        }
+        self.expire_pending();
+    }
+
+    fn key_for(&self, ex: &Exchange) -> String {
+        if let Some(s) = self.stream_sessions.get(&ex.id) {
+            return format!("sse:{s}");
+        }
+        ex.session_key().unwrap_or_else(|| format!("ex:{}", ex.id))
+    }
+
+    fn on_request(
+        &mut self,
+        ex: &Arc<Exchange>,
+        body: &Bytes,
+        truncated: bool,
+        wire_bytes: u64,
+        out: &mut Vec<AuditRecord>,
+    ) {
+        if ex.http_method == http::Method::DELETE {
+            return; // recorded as mcp-session-end when the server answers
+        }
+        if body.is_empty() && !truncated {
+            return; // a GET that opens a stream: the stream's events are the records
+        }
+        let head_headers = &ex.request_headers;
+        let messages = match self.parse(body, truncated) {
+            Ok(m) => m,
+            Err(reason) => {
+                let mut r = self.record(
+                    ex,
+                    EventType::ParseError,
+                    Level::Warn,
+                    Direction::ClientToServer,
+                    ex.trace,
+                    head_headers,
+                );
+                r.body_bytes = wire_bytes;
+                r.body_truncated = truncated;
+                r.redaction.payload_dropped = Some(reason.clone());
+                r.error = Some(RecordError { kind: "parse_error".into(), code: None, message: Some(reason) });
+                out.push(r);
+                return;
+            }
+        };
+        let key = self.key_for(ex);
+        let per_message = wire_bytes / messages.len().max(1) as u64;
+        for msg in messages {
+            let method = msg.method().unwrap_or_default().to_owned();
+            let (event, level) = match msg.kind {
+                Kind::Request => (EventType::McpRequest, Level::Info),
+                Kind::Notification => (EventType::McpNotification, Level::Info),
+                Kind::Result | Kind::Error => {
+                    // The client answering a server-to-client request.
+                    self.on_answer(ex, None, msg, per_message, false, Direction::ClientToServer, head_headers, out);
+                    continue;
+                }
+            };
+            let trace = msg.meta_traceparent().and_then(TraceContext::parse).unwrap_or(ex.trace);
+            let mut r = self.record(ex, event, level, Direction::ClientToServer, trace, head_headers);
+            r.method = Some(method.clone());
+            r.request_id.jsonrpc = msg.id_text();
+            r.tool_name = msg.tool_name().map(str::to_owned);
+            r.tool_id = r.tool_name.as_ref().map(|t| format!("{}/{t}", self.server.name));
+            if let Some(v) = msg.protocol_version() {
+                r.protocol_version = Some(v.to_owned());
+            }
+            r.body_bytes = per_message;
+            r.body_truncated = truncated;
+            if let Some(id) = r.request_id.jsonrpc.clone() {
+                self.add_pending(
+                    (key.clone(), id.clone()),
+                    Pending {
+                        method: method.clone(),
+                        tool: r.tool_name.clone(),
+                        started: ex.started,
+                        trace,
+                        exchange: ex.id,
+                    },
+                );
+                self.exchange_requests.entry(ex.id).or_default().push(id);
+            }
+            self.finish_body(&mut r, msg.value);
+            out.push(r);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_response(
+        &mut self,
+        ex: &Arc<Exchange>,
+        head: &Arc<ResponseHead>,
+        body: &Bytes,
+        truncated: bool,
+        wire_bytes: u64,
+        sse_event: Option<&str>,
+        sse_id: Option<String>,
+        out: &mut Vec<AuditRecord>,
+    ) {
+        if let Some(id) = &sse_id {
+            let seen_key = (head.session_id.clone().or_else(|| ex.session_id.clone()).unwrap_or_default(), id.clone());
+            if !seen_key.0.is_empty() {
+                if self.seen_events.contains(&seen_key) {
+                    self.metrics.dropped("replayed_event", true);
+                    return; // replayed after Last-Event-ID: already recorded
+                }
+                self.seen_events.insert(seen_key.clone());
+                self.seen_order.push_back(seen_key);
+                if self.seen_order.len() > MAX_SEEN_EVENTS
+                    && let Some(old) = self.seen_order.pop_front()
+                {
+                    self.seen_events.remove(&old);
+                }
+            }
+        }
+        if sse_event == Some("endpoint") {
+            // 2024-11-05 HTTP+SSE: the stream names the URL the client posts to.
+            let text = String::from_utf8_lossy(body);
+            let session = query_session(&text).unwrap_or_else(|| text.to_string());
+            self.stream_sessions.insert(ex.id, session.clone());
+            if self.sessions.insert(format!("sse:{session}")) {
+                self.metrics.active_sessions.inc();
+            }
+            let mut r = self.record(
+                ex,
+                EventType::McpSessionStart,
+                Level::Info,
+                Direction::ServerToClient,
+                ex.trace,
+                &head.headers,
+            );
+            r.session_id = Some(session);
+            r.response_code = Some(head.status);
+            r.response_type = Some(head.content.as_str().into());
+            r.body_bytes = wire_bytes;
+            out.push(r);
+            return;
+        }
+        if body.is_empty() && !truncated {
+            return; // an SSE priming event with an id and no data
+        }
+        let messages = match self.parse(body, truncated) {
+            Ok(m) => m,
+            Err(reason) => {
+                let mut r = self.record(
+                    ex,
+                    EventType::ParseError,
+                    Level::Warn,
+                    Direction::ServerToClient,
+                    ex.trace,
+                    &head.headers,
+                );
+                r.response_code = Some(head.status);
+                r.response_type = Some(head.content.as_str().into());
+                r.body_bytes = wire_bytes;
+                r.body_truncated = truncated;
+                r.redaction.payload_dropped = Some(reason.clone());
+                r.error = Some(RecordError { kind: "parse_error".into(), code: None, message: Some(reason) });
+                out.push(r);
+                return;
+            }
+        };
+        let per_message = wire_bytes / messages.len().max(1) as u64;
+        for msg in messages {
+            match msg.kind {
+                Kind::Result | Kind::Error => self.on_answer(
+                    ex,
+                    Some(head),
+                    msg,
+                    per_message,
+                    truncated,
+                    Direction::ServerToClient,
+                    &head.headers,
+                    out,
+                ),
+                Kind::Request | Kind::Notification => {
+                    // Server-to-client requests (sampling, elicitation, roots) and notifications.
+                    let event =
+                        if msg.kind == Kind::Request { EventType::McpRequest } else { EventType::McpNotification };
+                    let mut r = self.record(ex, event, Level::Info, Direction::ServerToClient, ex.trace, &head.headers);
+                    r.method = msg.method().map(str::to_owned);
+                    r.request_id.jsonrpc = msg.id_text();
+                    r.response_code = Some(head.status);
+                    r.response_type = Some(head.content.as_str().into());
+                    r.body_bytes = per_message;
+                    r.body_truncated = truncated;
+                    if let (Some(id), Some(method)) = (msg.id_text(), msg.method()) {
+                        let key =
+                            head.session_id.as_ref().map(|s| format!("mcp:{s}")).unwrap_or_else(|| self.key_for(ex));
+                        self.add_pending(
+                            (key, id),
+                            Pending {
+                                method: method.to_owned(),
+                                tool: None,
+                                started: Instant::now(),
+                                trace: ex.trace,
+                                exchange: ex.id,
+                            },
+                        );
+                    }
+                    if msg.method() == Some("notifications/tools/list_changed") {
+                        self.tool_labels.clear();
+                    }
+                    self.finish_body(&mut r, msg.value);
+                    out.push(r);
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_answer(
+        &mut self,
+        ex: &Arc<Exchange>,
+        head: Option<&Arc<ResponseHead>>,
+        msg: Message,
+        wire_bytes: u64,
+        truncated: bool,
+        direction: Direction,
+        headers: &http::HeaderMap,
+        out: &mut Vec<AuditRecord>,
+    ) {
+        let id = msg.id_text();
+        let pending = id.as_ref().and_then(|id| self.take_pending(ex, id));
+        let trace = pending.as_ref().map(|p| p.trace).unwrap_or(ex.trace);
+        let error = msg.error();
+        let (event, level) = if error.is_some() {
+            (EventType::McpResponseError, Level::Error)
+        } else {
+            (EventType::McpResponseSuccess, Level::Info)
+        };
+        let mut r = self.record(ex, event, level, direction, trace, headers);
+        r.request_id.jsonrpc = id;
+        if let Some(head) = head {
+            r.response_code = Some(head.status);
+            r.response_type = Some(head.content.as_str().into());
+        }
+        r.body_bytes = wire_bytes;
+        r.body_truncated = truncated;
+        let method = pending.as_ref().map(|p| p.method.clone());
+        if method.as_deref() == Some("initialize") || method.as_deref() == Some("server/discover") {
+            if let Some((_, version)) = msg.server_info() {
+                self.server_version = Some(version.to_owned()).filter(|v| !v.is_empty());
+            }
+            if let Some(v) = msg.protocol_version() {
+                self.protocol_version = Some(v.to_owned());
+            }
+        }
+        if method.as_deref() == Some("tools/list")
+            && let Some(tools) = msg.result().and_then(|r| r.get("tools")).and_then(Value::as_array)
+        {
+            for tool in tools {
+                if self.tool_labels.len() < MAX_TOOL_LABELS
+                    && let Some(name) = tool.get("name").and_then(Value::as_str)
+                {
+                    self.tool_labels.insert(name.to_owned());
+                }
+            }
+        }
+        r.server.version = self.server_version.clone();
+        r.protocol_version = self.protocol_version.clone();
+        r.method = method.clone();
+        if let Some(p) = &pending {
+            let elapsed = p.started.elapsed();
+            r.duration_ns = Some(elapsed.as_nanos().min(u128::from(u64::MAX)) as u64);
+            r.tool_name = p.tool.clone();
+            r.tool_id = p.tool.as_ref().map(|t| format!("{}/{t}", self.server.name));
+            let method_label = jsonrpc::method_label(&p.method);
+            if direction == Direction::ServerToClient {
+                let tool_label = p.tool.as_deref().map(|t| self.tool_label(t)).unwrap_or("");
+                let outcome = match &error {
+                    None => "success",
+                    Some((Some(_), _)) => "error",
+                    Some((None, _)) => "tool_error",
+                };
+                self.metrics.requests.with_label_values(&[&self.server.name, method_label, tool_label, outcome]).inc();
+                self.metrics
+                    .duration
+                    .with_label_values(&[&self.server.name, method_label])
+                    .observe(elapsed.as_secs_f64());
+            }
+        }
+        if let Some((code, _)) = error {
+            r.error = Some(RecordError {
+                kind: code.map(|c| c.to_string()).unwrap_or_else(|| "tool_error".to_owned()),
+                code,
+                message: None,
+            });
+        }
+        // Session start: the server assigned a session in its answer to initialize.
+        let new_session = head.and_then(|h| h.session_id.clone()).filter(|_| method.as_deref() == Some("initialize"));
+        self.finish_body(&mut r, msg.value);
+        if let Some(e) = r.error.as_mut() {
+            e.message = r.body.as_ref().and_then(error_message);
+        }
+        out.push(r);
+        if let Some(session) = new_session
+            && self.sessions.insert(format!("mcp:{session}"))
+        {
+            self.metrics.active_sessions.inc();
+            let mut s =
+                self.record(ex, EventType::McpSessionStart, Level::Info, Direction::ServerToClient, trace, headers);
+            s.session_id = Some(session);
+            s.protocol_version = self.protocol_version.clone();
+            s.response_code = head.map(|h| h.status);
+            out.push(s);
+        }
+    }
+
+    fn on_end(
+        &mut self,
+        ex: &Arc<Exchange>,
+        head: &Arc<ResponseHead>,
+        outcome: EndOutcome,
+        out: &mut Vec<AuditRecord>,
+    ) {
+        // Requests of this exchange that got no JSON-RPC answer on it.
+        let unanswered: Vec<String> = self.exchange_requests.remove(&ex.id).unwrap_or_default();
+        let key = self.key_for(ex);
+        for id in unanswered {
+            let still_pending = self.pending.get(&(key.clone(), id.clone())).is_some_and(|p| p.exchange == ex.id);
+            // A complete 2xx without the answer (a 202 of the legacy transport, an SSE stream
+            // that ends early) means the answer comes on another stream.
+            if !still_pending || (outcome == EndOutcome::Complete && head.status < 300) {
+                continue;
+            }
+            let p = self.pending.remove(&(key.clone(), id.clone())).expect("checked above");
+            let mut r = self.record(
+                ex,
+                EventType::McpResponseError,
+                Level::Error,
+                Direction::ServerToClient,
+                p.trace,
+                &head.headers,
+            );
+            r.request_id.jsonrpc = Some(id);
+            r.method = Some(p.method.clone());
+            r.tool_name = p.tool.clone();
+            r.response_code = Some(head.status);
+            r.response_type = Some(head.content.as_str().into());
+            r.duration_ns = Some(p.started.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64);
+            let kind = match outcome {
+                EndOutcome::Complete => format!("http_{}", head.status),
+                EndOutcome::ClientClosed => "client_disconnected".to_owned(),
+                EndOutcome::Cut(reason) => reason.to_owned(),
+            };
+            r.error = Some(RecordError { kind, code: None, message: None });
+            let tool_label = p.tool.as_deref().map(|t| self.tool_label(t)).unwrap_or("");
+            self.metrics
+                .requests
+                .with_label_values(&[&self.server.name, jsonrpc::method_label(&p.method), tool_label, "unanswered"])
+                .inc();
+            out.push(r);
+        }
+        if let EndOutcome::Cut(reason) = outcome {
+            self.metrics.parse_errors.with_label_values(&[reason]).inc();
+            let mut r =
+                self.record(ex, EventType::ParseError, Level::Warn, Direction::ServerToClient, ex.trace, &head.headers);
+            r.response_code = Some(head.status);
+            r.response_type = Some(head.content.as_str().into());
+            r.error = Some(RecordError { kind: reason.into(), code: None, message: None });
+            out.push(r);
+        }
+        let ended = if ex.http_method == http::Method::DELETE && head.status < 300 {
+            ex.session_id.as_ref().map(|s| format!("mcp:{s}"))
+        } else {
+            self.stream_sessions.remove(&ex.id).map(|s| format!("sse:{s}"))
+        };
+        if let Some(session) = ended {
+            if self.sessions.remove(&session) {
+                self.metrics.active_sessions.dec();
+            }
+            let mut r = self.record(
+                ex,
+                EventType::McpSessionEnd,
+                Level::Info,
+                Direction::ClientToServer,
+                ex.trace,
+                &ex.request_headers,
+            );
+            r.session_id = session.split_once(':').map(|(_, s)| s.to_owned());
+            r.response_code = Some(head.status);
+            out.push(r);
+        }
+    }
+
+    fn on_upstream_unavailable(&mut self, ex: &Arc<Exchange>, reason: &'static str, out: &mut Vec<AuditRecord>) {
+        let key = self.key_for(ex);
+        for id in self.exchange_requests.remove(&ex.id).unwrap_or_default() {
+            self.pending.remove(&(key.clone(), id));
+        }
+        let mut r = self.record(
+            ex,
+            EventType::UpstreamUnavailable,
+            Level::Error,
+            Direction::Agent,
+            ex.trace,
+            &ex.request_headers,
+        );
+        r.response_code = Some(502);
+        r.response_type = Some("json".into());
+        r.method = ex.method_header.clone();
+        r.error =
+            Some(RecordError { kind: "upstream_unavailable".into(), code: None, message: Some(reason.to_owned()) });
+        out.push(r);
+    }
+
+    fn parse(&self, body: &Bytes, truncated: bool) -> Result<Vec<Message>, String> {
+        if truncated {
+            self.metrics.parse_errors.with_label_values(&["truncated"]).inc();
+            return Err("body larger than capture.maxBodyBytes: payload not recorded".to_owned());
+        }
+        jsonrpc::parse(body).map_err(|e| {
+            self.metrics.parse_errors.with_label_values(&[e.kind()]).inc();
+            // The parser's message can quote the body: keep only the kind (fail closed).
+            format!("unparseable body ({})", e.kind())
+        })
+    }
+
+    fn tool_label(&self, tool: &str) -> &'static str {
+        // Tool names come from clients too; only names the server listed are labels.
+        if self.tool_labels.contains(tool) { leak_label(tool) } else { "other" }
+    }
+
+    fn add_pending(&mut self, key: (String, String), p: Pending) {
+        self.pending_order.push_back((p.started, key.clone()));
+        self.pending.insert(key, p);
+        while self.pending.len() > MAX_PENDING {
+            match self.pending_order.pop_front() {
+                Some((_, k)) => {
+                    if self.pending.remove(&k).is_some() {
+                        self.metrics.dropped("pending_overflow", false);
+                    }
+                }
+                None => break,
+            }
+        }
+    }
+
+    fn take_pending(&mut self, ex: &Exchange, id: &str) -> Option<Pending> {
+        let key = self.key_for(ex);
+        self.pending
+            .remove(&(key, id.to_owned()))
+            .or_else(|| self.pending.remove(&(format!("ex:{}", ex.id), id.to_owned())))
+    }
+
+    fn expire_pending(&mut self) {
+        while let Some((started, _)) = self.pending_order.front() {
+            if started.elapsed() < PENDING_TTL && self.pending_order.len() <= MAX_PENDING * 2 {
+                break;
+            }
+            let (_, key) = self.pending_order.pop_front().expect("front exists");
+            if let Some(p) = self.pending.get(&key)
+                && p.started.elapsed() >= PENDING_TTL
+            {
+                self.pending.remove(&key);
+            }
+        }
+    }
+
+    fn record(
+        &self,
+        ex: &Exchange,
+        event: EventType,
+        level: Level,
+        direction: Direction,
+        trace: TraceContext,
+        headers: &http::HeaderMap,
+    ) -> AuditRecord {
+        let mut kinds = BTreeMap::new();
+        let headers = self.redactor.headers(headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes())), &mut kinds);
+        let now = Timestamp::now();
+        AuditRecord {
+            timestamp: if direction == Direction::ClientToServer { ex.started_at } else { now },
+            observed_timestamp: now,
+            level,
+            event_type: event,
+            response_code: None,
+            response_type: None,
+            headers,
+            user_id: ex.identity.user.clone(),
+            team_id: ex.identity.team.clone(),
+            org_id: ex.identity.org.clone(),
+            identity_source: ex.identity.source,
+            tool_id: None,
+            tool_name: None,
+            correlation_id: trace.trace_id_hex(),
+            span_id: trace.span_id_hex(),
+            request_id: RequestId { jsonrpc: None, unique: uuid::Uuid::now_v7().to_string() },
+            session_id: ex
+                .session_id
+                .clone()
+                .or_else(|| self.stream_sessions.get(&ex.id).cloned())
+                .or_else(|| ex.legacy_session.clone()),
+            method: None,
+            protocol_version: ex.protocol_header.clone().or_else(|| self.protocol_version.clone()),
+            client_ip: ex.client_ip.clone(),
+            direction,
+            transport: self.server.transport,
+            server: ServerIdentity {
+                name: self.server.name.clone(),
+                namespace: self.server.namespace.clone(),
+                pod: self.server.pod.clone(),
+                version: self.server_version.clone(),
+            },
+            duration_ns: None,
+            body_bytes: 0,
+            body: None,
+            body_truncated: false,
+            redaction: RedactionSummary { kinds, payload_dropped: None },
+            error: None,
+        }
+    }
+
+    fn finish_body(&self, r: &mut AuditRecord, mut body: Value) {
+        self.redactor.json(&mut body, &mut r.redaction.kinds);
+        for (kind, n) in &r.redaction.kinds {
+            self.metrics.redactions.with_label_values(&[redaction_label(kind)]).inc_by(u64::from(*n));
+        }
+        r.body = Some(body);
+    }
+}
+
+fn redaction_label(kind: &str) -> &'static str {
+    const KINDS: &[&str] =
+        &["header", "secret-key", "private-key", "jwt", "bearer-token", "aws-access-key-id", "api-key"];
+    KINDS.iter().find(|k| **k == kind).copied().unwrap_or("other")
+}
+
+/// Interns a tool-name label. Bounded: at most `MAX_TOOL_LABELS` distinct names are ever
+/// admitted by `tool_label`, so the leak is bounded too.
+fn leak_label(name: &str) -> &'static str {
+    use std::sync::{Mutex, OnceLock};
+    static LABELS: OnceLock<Mutex<HashMap<String, &'static str>>> = OnceLock::new();
+    let mut labels = LABELS.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(l) = labels.get(name) {
+        return l;
+    }
+    if labels.len() >= MAX_TOOL_LABELS * 4 {
+        return "other";
+    }
+    let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
+    labels.insert(name.to_owned(), leaked);
+    leaked
+}
+
+fn error_message(body: &Value) -> Option<String> {
+    if let Some(m) = body.get("error").and_then(|e| e.get("message")).and_then(Value::as_str) {
+        return Some(m.chars().take(512).collect());
+    }
+    body.get("result")?
+        .get("content")?
+        .as_array()?
+        .iter()
+        .find_map(|c| c.get("text").and_then(Value::as_str))
+        .map(|t| t.chars().take(512).collect())
+}
+
+/// The session id in a 2024-11-05 endpoint URL (`?session_id=` or `?sessionId=`).
+pub fn query_session(url: &str) -> Option<String> {
+    let query = url.split_once('?')?.1;
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k == "session_id" || k == "sessionId").then(|| v.to_owned())
+    })
+}

@@ -1,0 +1,150 @@
+//! CSV rows (RFC 4180) for SIEM import: the metadata columns of the audit record, no body.
+//! A cell that a spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`,
+//! tab or CR) is prefixed with `'`.
+
+use std::io::Write;
+
+use mcp_ledger_crds::AuditRecord;
+
+use super::ExportError;
+
+/// The header row.
+pub const COLUMNS: &[&str] = &[
+    "timestamp",
+    "observedTimestamp",
+    "level",
+    "eventType",
+    "responseCode",
+    "responseType",
+    "userId",
+    "teamId",
+    "orgId",
+    "identitySource",
+    "toolId",
+    "toolName",
+    "correlationId",
+    "spanId",
+    "requestId.jsonrpc",
+    "requestId.unique",
+    "sessionId",
+    "method",
+    "protocolVersion",
+    "clientIp",
+    "direction",
+    "transport",
+    "server.name",
+    "server.namespace",
+    "server.pod",
+    "server.version",
+    "durationNs",
+    "bodyBytes",
+    "bodyTruncated",
+    "redaction.kinds",
+    "redaction.payloadDropped",
+    "error.type",
+    "error.code",
+    "error.message",
+];
+
+/// A CSV sink.
+pub struct Csv {
+    out: Box<dyn Write + Send>,
+    wrote_header: bool,
+}
+
+impl Csv {
+    /// Opens `path` (`-` for stdout); the header is written when the file is new or empty.
+    pub fn open(path: &str) -> std::io::Result<Self> {
+        let existing = path != "-" && std::fs::metadata(path).map(|m| m.len() > 0).unwrap_or(false);
+        Ok(Self { out: super::open_output(path)?, wrote_header: existing })
+    }
+
+    /// Writes a batch and flushes.
+    pub fn write(&mut self, batch: &[AuditRecord]) -> Result<(), ExportError> {
+        if !self.wrote_header {
+            self.out.write_all(COLUMNS.join(",").as_bytes())?;
+            self.out.write_all(b"\r\n")?;
+            self.wrote_header = true;
+        }
+        for record in batch {
+            let cells = row(record);
+            let line: Vec<String> = cells.iter().map(|c| quote(c)).collect();
+            self.out.write_all(line.join(",").as_bytes())?;
+            self.out.write_all(b"\r\n")?;
+        }
+        self.out.flush()?;
+        Ok(())
+    }
+}
+
+fn enum_text<T: serde::Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => String::new(),
+    }
+}
+
+/// The cells of one record, in `COLUMNS` order.
+pub fn row(r: &AuditRecord) -> Vec<String> {
+    let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+    vec![
+        r.timestamp.to_string(),
+        r.observed_timestamp.to_string(),
+        r.level.as_str().to_owned(),
+        r.event_type.as_str().to_owned(),
+        r.response_code.map(|c| c.to_string()).unwrap_or_default(),
+        opt(&r.response_type),
+        opt(&r.user_id),
+        opt(&r.team_id),
+        opt(&r.org_id),
+        enum_text(&r.identity_source),
+        opt(&r.tool_id),
+        opt(&r.tool_name),
+        r.correlation_id.clone(),
+        r.span_id.clone(),
+        opt(&r.request_id.jsonrpc),
+        r.request_id.unique.clone(),
+        opt(&r.session_id),
+        opt(&r.method),
+        opt(&r.protocol_version),
+        opt(&r.client_ip),
+        enum_text(&r.direction),
+        r.transport.as_str().to_owned(),
+        r.server.name.clone(),
+        opt(&r.server.namespace),
+        opt(&r.server.pod),
+        opt(&r.server.version),
+        r.duration_ns.map(|d| d.to_string()).unwrap_or_default(),
+        r.body_bytes.to_string(),
+        r.body_truncated.to_string(),
+        r.redaction.kinds.iter().map(|(k, n)| format!("{k}={n}")).collect::<Vec<_>>().join(";"),
+        opt(&r.redaction.payload_dropped),
+        r.error.as_ref().map(|e| e.kind.clone()).unwrap_or_default(),
+        r.error.as_ref().and_then(|e| e.code).map(|c| c.to_string()).unwrap_or_default(),
+        r.error.as_ref().and_then(|e| e.message.clone()).unwrap_or_default(),
+    ]
+}
+
+/// RFC 4180 quoting plus formula neutralisation.
+pub fn quote(cell: &str) -> String {
+    let neutral = match cell.as_bytes().first() {
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') if cell.parse::<f64>().is_err() => format!("'{cell}"),
+        _ => cell.to_owned(),
+    };
+    if neutral.contains([',', '"', '\n', '\r']) { format!("\"{}\"", neutral.replace('"', "\"\"")) } else { neutral }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_and_neutralises_cells() {
+        assert_eq!(quote("plain"), "plain");
+        assert_eq!(quote("a,b"), "\"a,b\"");
+        assert_eq!(quote("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(quote("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        assert_eq!(quote("-32602"), "-32602");
+        assert_eq!(quote("line\nbreak"), "\"line\nbreak\"");
+    }
+}

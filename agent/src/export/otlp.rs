@@ -1,0 +1,246 @@
+//! OTLP logs export over gRPC (HTTP/2 cleartext, unary `LogsService/Export`) or
+//! HTTP/protobuf (`POST /v1/logs`). Each audit record becomes one LogRecord: the log data
+//! model fields (Timestamp, ObservedTimestamp, SeverityNumber/Text, Body, EventName,
+//! TraceId, SpanId) plus the MCP semantic-convention attributes, under a Resource with the
+//! `k8s.*` attributes of the pod.
+
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use mcp_ledger_crds::AuditRecord;
+use mcp_ledger_crds::config::{OtlpConfig, OtlpProtocol};
+use mcp_ledger_crds::record::attr;
+use prost::Message as _;
+use serde_json::Value;
+
+use super::ExportError;
+use super::proto::{self, AnyValue, KeyValue, any_value};
+
+const GRPC_PATH: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
+
+/// An OTLP exporter.
+pub struct Otlp {
+    protocol: OtlpProtocol,
+    uri: http::Uri,
+    timeout: Duration,
+    client: Client<HttpConnector, Full<Bytes>>,
+    resource: Vec<KeyValue>,
+}
+
+impl Otlp {
+    /// Builds an exporter; `resource` are the resource attributes (service, k8s.*).
+    pub fn new(config: &OtlpConfig, resource: Vec<(String, String)>) -> Result<Self, ExportError> {
+        let base = config.endpoint.trim_end_matches('/');
+        let uri = match config.protocol {
+            OtlpProtocol::Grpc => format!("{base}{GRPC_PATH}"),
+            OtlpProtocol::HttpProtobuf if base.ends_with("/v1/logs") => base.to_owned(),
+            OtlpProtocol::HttpProtobuf => format!("{base}/v1/logs"),
+        };
+        let uri: http::Uri =
+            uri.parse().map_err(|e| ExportError::Collector(format!("endpoint '{}': {e}", config.endpoint)))?;
+        if uri.scheme_str() != Some("http") {
+            return Err(ExportError::Collector(format!(
+                "endpoint '{}': only http:// (cleartext, as to a node-local collector) is supported so far",
+                config.endpoint
+            )));
+        }
+        let mut builder = Client::builder(TokioExecutor::new());
+        if config.protocol == OtlpProtocol::Grpc {
+            builder.http2_only(true);
+        }
+        Ok(Self {
+            protocol: config.protocol,
+            uri,
+            timeout: Duration::from_millis(config.timeout_ms),
+            client: builder.build_http(),
+            resource: resource.into_iter().map(|(k, v)| kv(&k, string(v))).collect(),
+        })
+    }
+
+    /// Metric label.
+    pub fn name(&self) -> &'static str {
+        match self.protocol {
+            OtlpProtocol::Grpc => "otlp_grpc",
+            OtlpProtocol::HttpProtobuf => "otlp_http",
+        }
+    }
+
+    /// Sends one batch.
+    pub async fn export(&mut self, batch: &[AuditRecord]) -> Result<(), ExportError> {
+        let request = encode_request(batch, &self.resource);
+        let payload = request.encode_to_vec();
+        let req = match self.protocol {
+            OtlpProtocol::Grpc => {
+                let mut framed = BytesMut::with_capacity(payload.len() + 5);
+                framed.put_u8(0);
+                framed.put_u32(payload.len() as u32);
+                framed.put_slice(&payload);
+                http::Request::post(self.uri.clone())
+                    .header(http::header::CONTENT_TYPE, "application/grpc")
+                    .header(http::header::TE, "trailers")
+                    .body(Full::new(framed.freeze()))
+            }
+            OtlpProtocol::HttpProtobuf => http::Request::post(self.uri.clone())
+                .header(http::header::CONTENT_TYPE, "application/x-protobuf")
+                .body(Full::new(Bytes::from(payload))),
+        }
+        .map_err(|e| ExportError::Collector(e.to_string()))?;
+        let send = async {
+            let resp = self.client.request(req).await.map_err(|e| ExportError::Collector(format!("send: {e}")))?;
+            let status = resp.status();
+            let grpc_status_header = resp.headers().get("grpc-status").cloned();
+            let collected =
+                resp.into_body().collect().await.map_err(|e| ExportError::Collector(format!("read: {e}")))?;
+            let trailers = collected.trailers().cloned();
+            if !status.is_success() {
+                return Err(ExportError::Collector(format!("HTTP {status}")));
+            }
+            if self.protocol == OtlpProtocol::Grpc {
+                let grpc_status = trailers.as_ref().and_then(|t| t.get("grpc-status").cloned()).or(grpc_status_header);
+                match grpc_status.as_ref().and_then(|v| v.to_str().ok()) {
+                    Some("0") => {}
+                    Some(code) => return Err(ExportError::Collector(format!("grpc-status {code}"))),
+                    None => return Err(ExportError::Collector("no grpc-status in the answer".into())),
+                }
+            }
+            Ok(())
+        };
+        tokio::time::timeout(self.timeout, send).await.map_err(|_| ExportError::Collector("timed out".into()))?
+    }
+}
+
+fn string(s: impl Into<String>) -> AnyValue {
+    AnyValue { value: Some(any_value::Value::StringValue(s.into())) }
+}
+
+fn int(i: i64) -> AnyValue {
+    AnyValue { value: Some(any_value::Value::IntValue(i)) }
+}
+
+fn kv(key: &str, value: AnyValue) -> KeyValue {
+    KeyValue { key: key.to_owned(), value: Some(value) }
+}
+
+/// Converts JSON to an OTLP AnyValue (objects become key/value lists).
+pub fn any_value(v: &Value) -> AnyValue {
+    let value = match v {
+        Value::Null => None,
+        Value::Bool(b) => Some(any_value::Value::BoolValue(*b)),
+        Value::Number(n) => Some(match n.as_i64() {
+            Some(i) => any_value::Value::IntValue(i),
+            None => any_value::Value::DoubleValue(n.as_f64().unwrap_or(f64::NAN)),
+        }),
+        Value::String(s) => Some(any_value::Value::StringValue(s.clone())),
+        Value::Array(items) => {
+            Some(any_value::Value::ArrayValue(proto::ArrayValue { values: items.iter().map(any_value).collect() }))
+        }
+        Value::Object(map) => Some(any_value::Value::KvlistValue(proto::KeyValueList {
+            values: map.iter().map(|(k, v)| kv(k, any_value(v))).collect(),
+        })),
+    };
+    AnyValue { value }
+}
+
+fn nanos(ts: jiff::Timestamp) -> u64 {
+    u64::try_from(ts.as_nanosecond()).unwrap_or(0)
+}
+
+fn hex_bytes(hex: &str) -> Vec<u8> {
+    (0..hex.len() / 2).filter_map(|i| u8::from_str_radix(hex.get(i * 2..i * 2 + 2)?, 16).ok()).collect()
+}
+
+fn enum_text<T: serde::Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(Value::String(s)) => s,
+        _ => String::new(),
+    }
+}
+
+/// One audit record as an OTLP LogRecord.
+pub fn log_record(r: &AuditRecord) -> proto::LogRecord {
+    let mut a = Vec::with_capacity(32);
+    let mut push = |k: &str, v: Option<AnyValue>| {
+        if let Some(v) = v {
+            a.push(kv(k, v));
+        }
+    };
+    push(attr::EVENT_TYPE, Some(string(r.event_type.as_str())));
+    push(attr::MCP_METHOD_NAME, r.method.clone().map(string));
+    push(attr::MCP_SESSION_ID, r.session_id.clone().map(string));
+    push(attr::MCP_PROTOCOL_VERSION, r.protocol_version.clone().map(string));
+    push(attr::JSONRPC_REQUEST_ID, r.request_id.jsonrpc.clone().map(string));
+    push(attr::JSONRPC_PROTOCOL_VERSION, Some(string("2.0")));
+    push(attr::REQUEST_UID, Some(string(r.request_id.unique.clone())));
+    push(attr::GEN_AI_TOOL_NAME, r.tool_name.clone().map(string));
+    if r.tool_name.is_some() {
+        push(attr::GEN_AI_OPERATION_NAME, Some(string("execute_tool")));
+    }
+    push(attr::TOOL_ID, r.tool_id.clone().map(string));
+    push(attr::HTTP_RESPONSE_STATUS_CODE, r.response_code.map(|c| int(i64::from(c))));
+    push(attr::RESPONSE_TYPE, r.response_type.clone().map(string));
+    push(attr::CLIENT_ADDRESS, r.client_ip.clone().map(string));
+    push(attr::NETWORK_TRANSPORT, Some(string("tcp")));
+    push(attr::NETWORK_PROTOCOL_NAME, Some(string("http")));
+    push(attr::USER_ID, r.user_id.clone().map(string));
+    push(attr::TEAM_ID, r.team_id.clone().map(string));
+    push(attr::ORG_ID, r.org_id.clone().map(string));
+    push(attr::IDENTITY_SOURCE, Some(string(enum_text(&r.identity_source))));
+    push(attr::CORRELATION_ID, Some(string(r.correlation_id.clone())));
+    push(attr::DIRECTION, Some(string(enum_text(&r.direction))));
+    push(attr::TRANSPORT, Some(string(r.transport.as_str())));
+    push(attr::SERVER_NAME, Some(string(r.server.name.clone())));
+    push(attr::SERVER_NAMESPACE, r.server.namespace.clone().map(string));
+    push(attr::SERVER_VERSION, r.server.version.clone().map(string));
+    push(attr::DURATION_NS, r.duration_ns.map(|d| int(d.min(i64::MAX as u64) as i64)));
+    push(attr::BODY_BYTES, Some(int(r.body_bytes.min(i64::MAX as u64) as i64)));
+    push(attr::BODY_TRUNCATED, Some(AnyValue { value: Some(any_value::Value::BoolValue(r.body_truncated)) }));
+    if !r.headers.is_empty() {
+        push(attr::HEADERS, Some(string(serde_json::to_string(&r.headers).unwrap_or_default())));
+    }
+    if !r.redaction.kinds.is_empty() {
+        push(attr::REDACTION_KINDS, Some(string(serde_json::to_string(&r.redaction.kinds).unwrap_or_default())));
+    }
+    push(attr::REDACTION_PAYLOAD_DROPPED, r.redaction.payload_dropped.clone().map(string));
+    if let Some(e) = &r.error {
+        push(attr::ERROR_TYPE, Some(string(e.kind.clone())));
+        push(attr::RPC_RESPONSE_STATUS_CODE, e.code.map(|c| string(c.to_string())));
+        push(attr::ERROR_MESSAGE, e.message.clone().map(string));
+    }
+    proto::LogRecord {
+        time_unix_nano: nanos(r.timestamp),
+        observed_time_unix_nano: nanos(r.observed_timestamp),
+        severity_number: r.level.severity_number(),
+        severity_text: r.level.as_str().to_owned(),
+        body: r.body.as_ref().map(any_value),
+        attributes: a,
+        dropped_attributes_count: 0,
+        flags: 1,
+        trace_id: hex_bytes(&r.correlation_id),
+        span_id: hex_bytes(&r.span_id),
+        event_name: r.event_type.as_str().to_owned(),
+    }
+}
+
+/// The export request for a batch.
+pub fn encode_request(batch: &[AuditRecord], resource: &[KeyValue]) -> proto::ExportLogsServiceRequest {
+    proto::ExportLogsServiceRequest {
+        resource_logs: vec![proto::ResourceLogs {
+            resource: Some(proto::Resource { attributes: resource.to_vec(), dropped_attributes_count: 0 }),
+            scope_logs: vec![proto::ScopeLogs {
+                scope: Some(proto::InstrumentationScope {
+                    name: "mcp-ledger-agent".into(),
+                    version: env!("CARGO_PKG_VERSION").into(),
+                    attributes: vec![],
+                    dropped_attributes_count: 0,
+                }),
+                log_records: batch.iter().map(log_record).collect(),
+                schema_url: String::new(),
+            }],
+            schema_url: String::new(),
+        }],
+    }
+}

@@ -1,0 +1,157 @@
+//! W3C Trace Context (`traceparent`): parsing and generation.
+
+use std::fmt;
+
+/// A trace context: 16-byte trace id, 8-byte parent (span) id and flags.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TraceContext {
+    /// Trace id, never all zeros.
+    pub trace_id: [u8; 16],
+    /// Span id of the caller, never all zeros.
+    pub span_id: [u8; 8],
+    /// Trace flags (bit 0: sampled).
+    pub flags: u8,
+}
+
+impl TraceContext {
+    /// Parses a `traceparent` value (`00-<32 hex>-<16 hex>-<2 hex>`). Returns None for
+    /// anything malformed, an all-zero id or the invalid version `ff`, as the W3C
+    /// specification asks.
+    pub fn parse(value: &str) -> Option<Self> {
+        let value = value.trim();
+        let mut parts = value.split('-');
+        let version = parts.next()?;
+        let trace = parts.next()?;
+        let span = parts.next()?;
+        let flags = parts.next()?;
+        if version.len() != 2
+            || version.eq_ignore_ascii_case("ff")
+            || trace.len() != 32
+            || span.len() != 16
+            || flags.len() != 2
+        {
+            return None;
+        }
+        // Version 00 has exactly four fields; later versions may add more.
+        if version == "00" && parts.next().is_some() {
+            return None;
+        }
+        hex_u8(version)?;
+        let trace_id = hex_array::<16>(trace)?;
+        let span_id = hex_array::<8>(span)?;
+        let flags = hex_u8(flags)?;
+        if trace_id == [0; 16] || span_id == [0; 8] {
+            return None;
+        }
+        Some(Self { trace_id, span_id, flags })
+    }
+
+    /// A new random trace (sampled).
+    pub fn random() -> Self {
+        let trace_id = *uuid::Uuid::new_v4().as_bytes();
+        Self { trace_id, span_id: random_span_id(), flags: 1 }
+    }
+
+    /// The same trace with a new span id: the context to send upstream from the agent.
+    pub fn child(&self) -> Self {
+        Self { span_id: random_span_id(), ..*self }
+    }
+
+    /// Trace id as 32 lower-case hex digits.
+    pub fn trace_id_hex(&self) -> String {
+        to_hex(&self.trace_id)
+    }
+
+    /// Span id as 16 lower-case hex digits.
+    pub fn span_id_hex(&self) -> String {
+        to_hex(&self.span_id)
+    }
+}
+
+impl fmt::Display for TraceContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "00-{}-{}-{:02x}", self.trace_id_hex(), self.span_id_hex(), self.flags)
+    }
+}
+
+/// A random, non-zero span id.
+pub fn random_span_id() -> [u8; 8] {
+    loop {
+        let bytes = uuid::Uuid::new_v4().into_bytes();
+        let mut id = [0u8; 8];
+        id.copy_from_slice(&bytes[..8]);
+        if id != [0; 8] {
+            return id;
+        }
+    }
+}
+
+fn hex_u8(s: &str) -> Option<u8> {
+    if s.len() != 2 || !s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+        return None;
+    }
+    u8::from_str_radix(s, 16).ok()
+}
+
+fn hex_array<const N: usize>(s: &str) -> Option<[u8; N]> {
+    let mut out = [0u8; N];
+    for (i, slot) in out.iter_mut().enumerate() {
+        *slot = hex_u8(s.get(i * 2..i * 2 + 2)?)?;
+    }
+    Some(out)
+}
+
+/// Lower-case hex of bytes.
+pub fn to_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[(b >> 4) as usize] as char);
+        out.push(DIGITS[(b & 0xf) as usize] as char);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_spec_example_and_round_trips() {
+        let v = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let tc = TraceContext::parse(v).unwrap();
+        assert_eq!(tc.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(tc.span_id_hex(), "00f067aa0ba902b7");
+        assert_eq!(tc.flags, 1);
+        assert_eq!(tc.to_string(), v);
+        let child = tc.child();
+        assert_eq!(child.trace_id, tc.trace_id);
+        assert_ne!(child.span_id, tc.span_id);
+    }
+
+    #[test]
+    fn refuses_malformed_values() {
+        for bad in [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+        ] {
+            assert_eq!(TraceContext::parse(bad), None, "{bad}");
+        }
+        // A future version may carry more fields.
+        assert!(TraceContext::parse("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra").is_some());
+    }
+
+    #[test]
+    fn random_contexts_are_valid_and_distinct() {
+        let a = TraceContext::random();
+        let b = TraceContext::random();
+        assert_ne!(a.trace_id, b.trace_id);
+        assert_eq!(TraceContext::parse(&a.to_string()), Some(a));
+    }
+}

@@ -1,0 +1,164 @@
+//! The agent's Prometheus metrics, in one place. Every label is bounded: server name
+//! (configuration), method (known MCP methods or `other`), tool (names the server listed,
+//! up to a cap, else `other`), outcome, exporter, reason.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Buckets of the OpenTelemetry MCP `mcp.server.operation.duration` histogram, in seconds.
+pub const DURATION_BUCKETS: &[f64] = &[0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0];
+
+/// All agent metrics.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// MCP requests by server, method, tool and outcome (`success`, `error`, `tool_error`, `unanswered`).
+    pub requests: IntCounterVec,
+    /// MCP request duration (request to response) by server and method.
+    pub duration: HistogramVec,
+    /// Records handed to each exporter successfully.
+    pub records_exported: IntCounterVec,
+    /// Records dropped, by reason and whether the drop was intended (policy) or not (overload, failure).
+    pub records_dropped: IntCounterVec,
+    /// Captured messages waiting for the record processor.
+    pub queue_depth: IntGauge,
+    /// MCP sessions currently open.
+    pub active_sessions: IntGauge,
+    /// Bodies that could not be parsed as MCP, by reason.
+    pub parse_errors: IntCounterVec,
+    /// Upstream failures (connection refused, timeouts) seen by the proxy.
+    pub upstream_errors: IntCounterVec,
+    /// Redactions by kind.
+    pub redactions: IntCounterVec,
+    /// HTTP requests through the proxy by HTTP method and status class.
+    pub http_requests: IntCounterVec,
+    /// Export attempts that failed and were retried, by exporter.
+    pub export_retries: IntCounterVec,
+    /// Build information (always 1).
+    pub build_info: IntGaugeVec,
+}
+
+impl Metrics {
+    /// Registers every metric in a fresh registry.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "mcp_ledger_requests_total",
+                "MCP requests through the agent by server, method, tool and outcome.",
+            ),
+            &["server", "method", "tool", "outcome"],
+        )
+        .expect("valid metric");
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "mcp_ledger_request_duration_seconds",
+                "Time from an MCP request to its response, as seen by the agent.",
+            )
+            .buckets(DURATION_BUCKETS.to_vec()),
+            &["server", "method"],
+        )
+        .expect("valid metric");
+        let records_exported = IntCounterVec::new(
+            Opts::new("mcp_ledger_records_exported_total", "Audit records delivered, by exporter."),
+            &["exporter"],
+        )
+        .expect("valid metric");
+        let records_dropped = IntCounterVec::new(
+            Opts::new(
+                "mcp_ledger_records_dropped_total",
+                "Audit records (or captured messages) dropped, by reason and whether intended.",
+            ),
+            &["reason", "intended"],
+        )
+        .expect("valid metric");
+        let queue_depth =
+            IntGauge::new("mcp_ledger_queue_depth", "Captured messages waiting for the record processor.")
+                .expect("valid metric");
+        let active_sessions =
+            IntGauge::new("mcp_ledger_active_sessions", "MCP sessions currently open.").expect("valid metric");
+        let parse_errors = IntCounterVec::new(
+            Opts::new("mcp_ledger_parse_errors_total", "Bodies that could not be parsed as MCP, by reason."),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let upstream_errors = IntCounterVec::new(
+            Opts::new(
+                "mcp_ledger_upstream_errors_total",
+                "Requests the upstream MCP server could not take, by reason.",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let redactions = IntCounterVec::new(
+            Opts::new("mcp_ledger_redactions_total", "Values redacted from records, by kind."),
+            &["kind"],
+        )
+        .expect("valid metric");
+        let http_requests = IntCounterVec::new(
+            Opts::new("mcp_ledger_http_requests_total", "HTTP requests through the proxy by method and status class."),
+            &["method", "status_class"],
+        )
+        .expect("valid metric");
+        let export_retries = IntCounterVec::new(
+            Opts::new("mcp_ledger_export_retries_total", "Failed export attempts that were retried, by exporter."),
+            &["exporter"],
+        )
+        .expect("valid metric");
+        let build_info = IntGaugeVec::new(
+            Opts::new("mcp_ledger_build_info", "Build information of the agent (always 1)."),
+            &["version", "mode"],
+        )
+        .expect("valid metric");
+        for c in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(duration.clone()),
+            Box::new(records_exported.clone()),
+            Box::new(records_dropped.clone()),
+            Box::new(queue_depth.clone()),
+            Box::new(active_sessions.clone()),
+            Box::new(parse_errors.clone()),
+            Box::new(upstream_errors.clone()),
+            Box::new(redactions.clone()),
+            Box::new(http_requests.clone()),
+            Box::new(export_retries.clone()),
+            Box::new(build_info.clone()),
+        ] {
+            registry.register(c).expect("metric registered once");
+        }
+        Self {
+            registry,
+            requests,
+            duration,
+            records_exported,
+            records_dropped,
+            queue_depth,
+            active_sessions,
+            parse_errors,
+            upstream_errors,
+            redactions,
+            http_requests,
+            export_retries,
+            build_info,
+        }
+    }
+
+    /// Counts a drop.
+    pub fn dropped(&self, reason: &str, intended: bool) {
+        self.records_dropped.with_label_values(&[reason, if intended { "true" } else { "false" }]).inc();
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut out).expect("text encoding cannot fail");
+        String::from_utf8(out).expect("prometheus text is UTF-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,150 @@
+//! The bounded, asynchronous path from the proxy to the exporters:
+//!
+//! proxy --try_send--> [captured queue] --> processor (parse, correlate, redact, build)
+//!       --batches--> [batch queue] --> exporters (retry with backoff)
+//!
+//! The proxy never waits: when the captured queue is full the item is dropped and
+//! counted. Batches that the exporters cannot take in time are dropped and counted too.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mcp_ledger_crds::AuditRecord;
+use mcp_ledger_crds::config::PipelineConfig;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::capture::{Captured, Processor};
+use crate::export::Sink;
+use crate::metrics::Metrics;
+use crate::redact::Redactor;
+
+/// The proxy's handle on the pipeline. Cheap to clone.
+#[derive(Clone)]
+pub struct Pipeline {
+    tx: mpsc::Sender<Captured>,
+    metrics: Metrics,
+}
+
+impl Pipeline {
+    /// Hands a captured item to the processor without waiting.
+    pub fn submit(&self, item: Captured) {
+        match self.tx.try_send(item) {
+            Ok(()) => self.metrics.queue_depth.inc(),
+            Err(mpsc::error::TrySendError::Full(_)) => self.metrics.dropped("queue_full", false),
+            Err(mpsc::error::TrySendError::Closed(_)) => self.metrics.dropped("shutting_down", false),
+        }
+    }
+}
+
+/// The running pipeline tasks.
+pub struct Running {
+    processor: JoinHandle<()>,
+    exporter: JoinHandle<()>,
+}
+
+impl Running {
+    /// Waits until everything submitted before the last `Pipeline` handle was dropped has
+    /// been processed and exported (or dropped and counted).
+    pub async fn drain(self) {
+        let _ = self.processor.await;
+        let _ = self.exporter.await;
+    }
+}
+
+/// Starts the processor and exporter tasks.
+pub fn start(
+    config: &PipelineConfig,
+    mut processor: Processor,
+    mut redactor_updates: watch::Receiver<Arc<Redactor>>,
+    sinks: Vec<Sink>,
+    metrics: Metrics,
+) -> (Pipeline, Running) {
+    let (tx, mut rx) = mpsc::channel::<Captured>(config.queue_capacity);
+    let (batch_tx, batch_rx) = mpsc::channel::<Vec<AuditRecord>>(4);
+    let batch_size = config.batch_size;
+    let flush_every = Duration::from_millis(config.flush_interval_ms.max(1));
+    let m = metrics.clone();
+    let processor_task = tokio::spawn(async move {
+        let mut batch: Vec<AuditRecord> = Vec::with_capacity(batch_size);
+        let mut tick = tokio::time::interval(flush_every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                item = rx.recv() => match item {
+                    Some(item) => {
+                        m.queue_depth.dec();
+                        processor.process(item, &mut batch);
+                        if batch.len() >= batch_size {
+                            send_batch(&batch_tx, &mut batch, &m);
+                        }
+                    }
+                    None => break,
+                },
+                _ = tick.tick() => {
+                    if !batch.is_empty() {
+                        send_batch(&batch_tx, &mut batch, &m);
+                    }
+                }
+                changed = redactor_updates.changed() => {
+                    if changed.is_ok() {
+                        processor.set_redactor(redactor_updates.borrow_and_update().clone());
+                    }
+                }
+            }
+        }
+        // Shutdown: the last batch waits for room instead of being dropped.
+        if !batch.is_empty() {
+            let _ = batch_tx.send(std::mem::take(&mut batch)).await;
+        }
+    });
+    let exporter_task = tokio::spawn(export_loop(batch_rx, sinks, config.max_attempts.max(1), metrics.clone()));
+    (Pipeline { tx, metrics }, Running { processor: processor_task, exporter: exporter_task })
+}
+
+fn send_batch(tx: &mpsc::Sender<Vec<AuditRecord>>, batch: &mut Vec<AuditRecord>, metrics: &Metrics) {
+    let full = std::mem::replace(batch, Vec::with_capacity(batch.capacity()));
+    if let Err(e) = tx.try_send(full) {
+        let lost = match e {
+            mpsc::error::TrySendError::Full(b) | mpsc::error::TrySendError::Closed(b) => b.len(),
+        };
+        metrics.records_dropped.with_label_values(&["exporter_backlog", "false"]).inc_by(lost as u64);
+    }
+}
+
+async fn export_loop(
+    mut rx: mpsc::Receiver<Vec<AuditRecord>>,
+    mut sinks: Vec<Sink>,
+    max_attempts: u32,
+    metrics: Metrics,
+) {
+    while let Some(batch) = rx.recv().await {
+        for sink in sinks.iter_mut() {
+            let name = sink.name();
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                match sink.export(&batch).await {
+                    Ok(()) => {
+                        metrics.records_exported.with_label_values(&[name]).inc_by(batch.len() as u64);
+                        break;
+                    }
+                    Err(e) if sink.retries() && attempt < max_attempts => {
+                        metrics.export_retries.with_label_values(&[name]).inc();
+                        let backoff = Duration::from_millis(100u64 << attempt.min(6)).min(Duration::from_secs(5));
+                        tracing::warn!(exporter = name, attempt, error = %e, backoff_ms = backoff.as_millis() as u64, "export failed, retrying");
+                        tokio::time::sleep(backoff).await;
+                    }
+                    Err(e) => {
+                        tracing::error!(exporter = name, attempt, error = %e, records = batch.len(), "export failed, batch dropped");
+                        metrics
+                            .records_dropped
+                            .with_label_values(&["export_failed", "false"])
+                            .inc_by(batch.len() as u64);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}

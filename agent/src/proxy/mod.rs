@@ -1,0 +1,303 @@
+//! The reverse proxy in front of one MCP server (HTTP/1.1 and h2c). It forwards every
+//! request and response as it comes, keeps `Host` as the client sent it, adds a
+//! `traceparent` upstream when the client sent none, and hands copies to the pipeline.
+//! When the upstream cannot be reached the client gets a 502 with a JSON-RPC error body.
+
+pub mod identity;
+pub mod tap;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, header};
+use http_body::Body as _;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::capture::{Captured, ContentKind, Exchange, ResponseHead, query_session};
+use crate::mcp::trace::TraceContext;
+use crate::metrics::Metrics;
+use crate::pipeline::Pipeline;
+use tap::{PrefixedBody, TapBody};
+
+/// The body type the proxy answers with.
+pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1) that a proxy must not forward.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Proxy settings and shared state.
+pub struct Proxy {
+    upstream: Uri,
+    client: Client<HttpConnector, PrefixedBody>,
+    pipeline: Pipeline,
+    metrics: Metrics,
+    max_body: usize,
+    next_id: AtomicU64,
+    resolver: identity::Resolver,
+}
+
+impl Proxy {
+    /// A proxy to `upstream` (scheme and authority are used; the request path is kept).
+    pub fn new(
+        upstream: Uri,
+        connect_timeout: Duration,
+        pipeline: Pipeline,
+        metrics: Metrics,
+        max_body: usize,
+        resolver: identity::Resolver,
+    ) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(connect_timeout));
+        let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(60)).build(connector);
+        Self { upstream, client, pipeline, metrics, max_body, next_id: AtomicU64::new(1), resolver }
+    }
+
+    /// Handles one request.
+    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
+        let started = Instant::now();
+        let started_at = jiff::Timestamp::now();
+        let (mut parts, mut body) = req.into_parts();
+
+        // Read the request body up to the capture limit (MCP requests are small JSON
+        // documents the server cannot act on before they are whole); the rest streams.
+        let mut prefix = BytesMut::new();
+        let mut finished = body.is_end_stream();
+        while !finished && prefix.len() <= self.max_body {
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        prefix.extend_from_slice(&data);
+                    }
+                }
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "client request body failed");
+                    self.metrics.dropped("client_body_error", false);
+                    return plain(StatusCode::BAD_REQUEST, "request body could not be read");
+                }
+                None => finished = true,
+            }
+        }
+        let prefix = prefix.freeze();
+        let truncated = !finished;
+        let wire_bytes = if truncated {
+            parts
+                .headers
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse().ok())
+                .unwrap_or(prefix.len() as u64)
+        } else {
+            prefix.len() as u64
+        };
+
+        let header_trace = parts.headers.get("traceparent").and_then(|v| v.to_str().ok()).and_then(TraceContext::parse);
+        let trace = header_trace.or_else(|| meta_trace(&prefix)).unwrap_or_else(TraceContext::random);
+        if header_trace.is_none() {
+            let value = HeaderValue::from_str(&trace.child().to_string()).expect("traceparent is ASCII");
+            parts.headers.insert("traceparent", value);
+        }
+
+        let text = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let ex = Arc::new(Exchange {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            started,
+            started_at,
+            http_method: parts.method.clone(),
+            session_id: text("mcp-session-id"),
+            legacy_session: parts.uri.query().and_then(|q| query_session(&format!("?{q}"))),
+            protocol_header: text("mcp-protocol-version"),
+            method_header: text("mcp-method"),
+            client_ip: Some(self.resolver.client_ip(peer.ip(), &parts.headers).to_string()),
+            trace,
+            request_headers: parts.headers.clone(),
+            identity: self.resolver.identity(peer.ip(), &parts.headers),
+        });
+        let first_id = if truncated { None } else { first_request_id(&prefix) };
+        self.pipeline.submit(Captured::Request {
+            ex: ex.clone(),
+            body: prefix.slice(..prefix.len().min(self.max_body)),
+            truncated,
+            wire_bytes,
+        });
+
+        let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let uri = Uri::builder()
+            .scheme(self.upstream.scheme().cloned().unwrap_or(http::uri::Scheme::HTTP))
+            .authority(self.upstream.authority().cloned().expect("upstream has an authority"))
+            .path_and_query(path)
+            .build();
+        let Ok(uri) = uri else {
+            return plain(StatusCode::BAD_REQUEST, "request target is not a valid path");
+        };
+        strip_hop_by_hop(&mut parts.headers);
+        let mut upstream_req = Request::new(PrefixedBody::new(prefix, (!finished).then_some(body)));
+        *upstream_req.method_mut() = parts.method.clone();
+        *upstream_req.uri_mut() = uri;
+        *upstream_req.headers_mut() = parts.headers;
+        // Upstream is spoken in HTTP/1.1 whatever the client used (h2c clients included).
+        *upstream_req.version_mut() = http::Version::HTTP_11;
+
+        let method_label = method_label(&parts.method);
+        match self.client.request(upstream_req).await {
+            Ok(resp) => {
+                let (mut rparts, rbody) = resp.into_parts();
+                strip_hop_by_hop(&mut rparts.headers);
+                let content = ContentKind::from_content_type(
+                    rparts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()),
+                );
+                let head = Arc::new(ResponseHead {
+                    status: rparts.status.as_u16(),
+                    content,
+                    session_id: rparts.headers.get("mcp-session-id").and_then(|v| v.to_str().ok()).map(str::to_owned),
+                    headers: rparts.headers.clone(),
+                });
+                self.metrics.http_requests.with_label_values(&[method_label, status_class(rparts.status)]).inc();
+                let body = TapBody::new(rbody, ex, head, self.pipeline.clone(), self.max_body);
+                Response::from_parts(rparts, body.boxed())
+            }
+            Err(e) => {
+                let reason = if e.is_connect() { "connect_failed" } else { "upstream_failed" };
+                tracing::warn!(error = %e, reason, "upstream MCP server unavailable");
+                self.metrics.upstream_errors.with_label_values(&[reason]).inc();
+                self.metrics.http_requests.with_label_values(&[method_label, "5xx"]).inc();
+                self.pipeline.submit(Captured::UpstreamUnavailable { ex, reason });
+                upstream_unavailable(first_id)
+            }
+        }
+    }
+}
+
+fn method_label(m: &http::Method) -> &'static str {
+    match *m {
+        http::Method::GET => "GET",
+        http::Method::POST => "POST",
+        http::Method::DELETE => "DELETE",
+        http::Method::OPTIONS => "OPTIONS",
+        http::Method::HEAD => "HEAD",
+        http::Method::PUT => "PUT",
+        _ => "other",
+    }
+}
+
+fn status_class(s: StatusCode) -> &'static str {
+    match s.as_u16() {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<String> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
+        .collect();
+    for name in HOP_BY_HOP.iter().copied().map(str::to_owned).chain(named) {
+        headers.remove(name.as_str());
+    }
+}
+
+/// The trace context in `params._meta.traceparent` of the first message, looked for only
+/// when the body mentions it.
+fn meta_trace(body: &[u8]) -> Option<TraceContext> {
+    if !body.windows(11).any(|w| w == b"traceparent") {
+        return None;
+    }
+    let messages = crate::mcp::jsonrpc::parse(body).ok()?;
+    messages.iter().find_map(|m| m.meta_traceparent().and_then(TraceContext::parse))
+}
+
+fn first_request_id(body: &[u8]) -> Option<serde_json::Value> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    v.get("id").cloned()
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
+    let mut resp = Response::new(full(Bytes::from_static(text.as_bytes())));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp
+}
+
+/// The JSON-RPC error the client gets when the MCP server cannot be reached.
+pub fn upstream_unavailable(id: Option<serde_json::Value>) -> Response<ProxyBody> {
+    let body = serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": id.unwrap_or(serde_json::Value::Null),
+        "error": {"code": -32000, "message": "MCP server unavailable: the mcp-ledger agent could not reach it"},
+    });
+    let mut resp = Response::new(full(Bytes::from(body.to_string())));
+    *resp.status_mut() = StatusCode::BAD_GATEWAY;
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+fn full(b: Bytes) -> ProxyBody {
+    Full::new(b).map_err(|never: Infallible| match never {}).boxed()
+}
+
+/// Serves the proxy on `listener` until `shutdown` turns true, then stops accepting and
+/// lets open exchanges finish (at most `drain` long).
+pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, mut shutdown: watch::Receiver<bool>, drain: Duration) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let builder = auto::Builder::new(TokioExecutor::new());
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let proxy = proxy.clone();
+                let service = service_fn(move |req| {
+                    let proxy = proxy.clone();
+                    async move { Ok::<_, Infallible>(proxy.handle(req, peer).await) }
+                });
+                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "client connection ended with an error");
+                    }
+                });
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
+        tracing::warn!(drain_seconds = drain.as_secs(), "open connections did not finish in time");
+    }
+}

@@ -1,0 +1,59 @@
+"""A real MCP client (the official Python SDK, `mcp` 2.3.0) that runs a fixed scenario and
+prints one JSON document with what the client received, so a test can compare a run
+through the mcp-ledger agent with a direct run.
+
+Usage: mcp_client.py URL --mode legacy|auto [--transport streamable-http|sse]
+"""
+
+import argparse
+import asyncio
+import json
+
+from mcp import Client
+
+
+def dump(result):
+    return json.loads(result.model_dump_json(exclude_none=True, by_alias=True))
+
+
+async def scenario(url: str, mode: str, transport: str) -> dict:
+    if transport == "sse":
+        from mcp.client.sse import sse_client
+
+        target = sse_client(url)
+    else:
+        target = url
+    out = {}
+    progress = []
+
+    async def on_progress(p, total, message):
+        progress.append([p, total, message])
+
+    async with Client(target, mode=mode) as client:
+        tools = await client.list_tools()
+        out["tools"] = sorted(t.name for t in tools.tools)
+        out["echo"] = dump(await client.call_tool("echo", {"text": "hello ledger"}))
+        out["add"] = dump(await client.call_tool("add", {"a": 2, "b": 40}))
+        out["fail"] = dump(await client.call_tool("fail", {"reason": "on purpose"}))
+        out["config"] = dump(await client.call_tool("whoami_config", {}))
+        out["slow"] = dump(await client.call_tool("slow_count", {"n": 3}, progress_callback=on_progress))
+        out["progress"] = progress
+        try:
+            await client.call_tool("no_such_tool", {})
+            out["unknown"] = "no error"
+        except Exception as e:  # the SDK raises for a JSON-RPC error
+            out["unknown"] = type(e).__name__
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("url")
+    parser.add_argument("--mode", default="legacy")
+    parser.add_argument("--transport", default="streamable-http", choices=["streamable-http", "sse"])
+    args = parser.parse_args()
+    print(json.dumps(asyncio.run(scenario(args.url, args.mode, args.transport)), sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""A real MCP server (the official Python SDK, `mcp` 2.3.0) for mcp-ledger's tests and demo.
+
+Usage: mcp_server.py --transport streamable-http|sse --port N
+Tools: echo, add, fail (answers isError), slow_count (streams progress notifications),
+whoami_config (returns a fake credential so redaction has something to remove).
+"""
+
+import argparse
+
+import anyio
+from mcp.server.mcpserver import Context, MCPServer
+
+server = MCPServer(name="ledger-test-server", version="1.4.2")
+
+
+@server.tool()
+def echo(text: str) -> str:
+    """Return the text unchanged."""
+    return text
+
+
+@server.tool()
+def add(a: int, b: int) -> int:
+    """Add two integers."""
+    return a + b
+
+
+@server.tool()
+def fail(reason: str) -> str:
+    """Always fails with the given reason."""
+    raise ValueError(f"tool failed: {reason}")
+
+
+@server.tool()
+async def slow_count(n: int, ctx: Context) -> str:
+    """Count to n, reporting progress after each step."""
+    for i in range(n):
+        await ctx.report_progress(i + 1, n, f"step {i + 1}")
+        await anyio.sleep(0.05)
+    return f"counted to {n}"
+
+
+@server.tool()
+def whoami_config() -> str:
+    """Return the server's (fake) configuration, which contains a credential."""
+    # Obviously fake test credentials, built at run time.
+    key = "AKIA" + "IOSFODNN7" + "EXAMPLE"
+    return f"region=eu-west-1 access_key_id={key} password: hunter2-not-real owner=ops@example.com"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--transport", choices=["streamable-http", "sse"], default="streamable-http")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--json-response", action="store_true", help="answer POSTs with JSON instead of SSE")
+    args = parser.parse_args()
+    if args.transport == "sse":
+        server.run("sse", host="127.0.0.1", port=args.port)
+    else:
+        server.run("streamable-http", host="127.0.0.1", port=args.port, json_response=args.json_response)
+
+
+if __name__ == "__main__":
+    main()
