@@ -1,10 +1,11 @@
 //! The bounded, asynchronous path from the proxy to the exporters:
 //!
 //! proxy --try_send--> [captured queue] --> processor (parse, correlate, redact, build)
-//!       --batches--> [batch queue] --> exporters (retry with backoff)
+//!       --batches--> [one batch queue per exporter] --> exporter task (retry with backoff)
 //!
 //! The proxy never waits: when the captured queue is full the item is dropped and
-//! counted. Batches that the exporters cannot take in time are dropped and counted too.
+//! counted. Each exporter has its own queue and task, so a slow or dead collector only
+//! costs that exporter's batches (dropped and counted), never another exporter's.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,7 +41,7 @@ impl Pipeline {
 /// The running pipeline tasks.
 pub struct Running {
     processor: JoinHandle<()>,
-    exporter: JoinHandle<()>,
+    exporters: Vec<JoinHandle<()>>,
 }
 
 impl Running {
@@ -48,11 +49,18 @@ impl Running {
     /// been processed and exported (or dropped and counted).
     pub async fn drain(self) {
         let _ = self.processor.await;
-        let _ = self.exporter.await;
+        for exporter in self.exporters {
+            let _ = exporter.await;
+        }
     }
 }
 
-/// Starts the processor and exporter tasks.
+type Batch = Arc<[AuditRecord]>;
+
+/// Batches each exporter may have waiting before new ones are dropped for it.
+const EXPORTER_BACKLOG: usize = 8;
+
+/// Starts the processor and one task per exporter.
 pub fn start(
     config: &PipelineConfig,
     mut processor: Processor,
@@ -61,7 +69,13 @@ pub fn start(
     metrics: Metrics,
 ) -> (Pipeline, Running) {
     let (tx, mut rx) = mpsc::channel::<Captured>(config.queue_capacity);
-    let (batch_tx, batch_rx) = mpsc::channel::<Vec<AuditRecord>>(4);
+    let mut outputs = Vec::new();
+    let mut exporters = Vec::new();
+    for sink in sinks {
+        let (batch_tx, batch_rx) = mpsc::channel::<Batch>(EXPORTER_BACKLOG);
+        outputs.push((sink.name(), batch_tx));
+        exporters.push(tokio::spawn(export_loop(batch_rx, sink, config.max_attempts.max(1), metrics.clone())));
+    }
     let batch_size = config.batch_size;
     let flush_every = Duration::from_millis(config.flush_interval_ms.max(1));
     let m = metrics.clone();
@@ -76,14 +90,14 @@ pub fn start(
                         m.queue_depth.dec();
                         processor.process(item, &mut batch);
                         if batch.len() >= batch_size {
-                            send_batch(&batch_tx, &mut batch, &m);
+                            send_batch(&outputs, &mut batch, &m);
                         }
                     }
                     None => break,
                 },
                 _ = tick.tick() => {
                     if !batch.is_empty() {
-                        send_batch(&batch_tx, &mut batch, &m);
+                        send_batch(&outputs, &mut batch, &m);
                     }
                 }
                 changed = redactor_updates.changed() => {
@@ -95,54 +109,46 @@ pub fn start(
         }
         // Shutdown: the last batch waits for room instead of being dropped.
         if !batch.is_empty() {
-            let _ = batch_tx.send(std::mem::take(&mut batch)).await;
+            let last: Batch = std::mem::take(&mut batch).into();
+            for (_, out) in &outputs {
+                let _ = out.send(last.clone()).await;
+            }
         }
     });
-    let exporter_task = tokio::spawn(export_loop(batch_rx, sinks, config.max_attempts.max(1), metrics.clone()));
-    (Pipeline { tx, metrics }, Running { processor: processor_task, exporter: exporter_task })
+    (Pipeline { tx, metrics }, Running { processor: processor_task, exporters })
 }
 
-fn send_batch(tx: &mpsc::Sender<Vec<AuditRecord>>, batch: &mut Vec<AuditRecord>, metrics: &Metrics) {
-    let full = std::mem::replace(batch, Vec::with_capacity(batch.capacity()));
-    if let Err(e) = tx.try_send(full) {
-        let lost = match e {
-            mpsc::error::TrySendError::Full(b) | mpsc::error::TrySendError::Closed(b) => b.len(),
-        };
-        metrics.records_dropped.with_label_values(&["exporter_backlog", "false"]).inc_by(lost as u64);
+fn send_batch(outputs: &[(&'static str, mpsc::Sender<Batch>)], batch: &mut Vec<AuditRecord>, metrics: &Metrics) {
+    let full: Batch = std::mem::replace(batch, Vec::with_capacity(batch.capacity())).into();
+    for (name, out) in outputs {
+        if out.try_send(full.clone()).is_err() {
+            tracing::warn!(exporter = *name, records = full.len(), "exporter backlog full, batch dropped for it");
+            metrics.records_dropped.with_label_values(&["exporter_backlog", "false"]).inc_by(full.len() as u64);
+        }
     }
 }
 
-async fn export_loop(
-    mut rx: mpsc::Receiver<Vec<AuditRecord>>,
-    mut sinks: Vec<Sink>,
-    max_attempts: u32,
-    metrics: Metrics,
-) {
+async fn export_loop(mut rx: mpsc::Receiver<Batch>, mut sink: Sink, max_attempts: u32, metrics: Metrics) {
+    let name = sink.name();
     while let Some(batch) = rx.recv().await {
-        for sink in sinks.iter_mut() {
-            let name = sink.name();
-            let mut attempt = 0;
-            loop {
-                attempt += 1;
-                match sink.export(&batch).await {
-                    Ok(()) => {
-                        metrics.records_exported.with_label_values(&[name]).inc_by(batch.len() as u64);
-                        break;
-                    }
-                    Err(e) if sink.retries() && attempt < max_attempts => {
-                        metrics.export_retries.with_label_values(&[name]).inc();
-                        let backoff = Duration::from_millis(100u64 << attempt.min(6)).min(Duration::from_secs(5));
-                        tracing::warn!(exporter = name, attempt, error = %e, backoff_ms = backoff.as_millis() as u64, "export failed, retrying");
-                        tokio::time::sleep(backoff).await;
-                    }
-                    Err(e) => {
-                        tracing::error!(exporter = name, attempt, error = %e, records = batch.len(), "export failed, batch dropped");
-                        metrics
-                            .records_dropped
-                            .with_label_values(&["export_failed", "false"])
-                            .inc_by(batch.len() as u64);
-                        break;
-                    }
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match sink.export(&batch).await {
+                Ok(()) => {
+                    metrics.records_exported.with_label_values(&[name]).inc_by(batch.len() as u64);
+                    break;
+                }
+                Err(e) if sink.retries() && attempt < max_attempts => {
+                    metrics.export_retries.with_label_values(&[name]).inc();
+                    let backoff = Duration::from_millis(100u64 << attempt.min(6)).min(Duration::from_secs(5));
+                    tracing::warn!(exporter = name, attempt, error = %e, backoff_ms = backoff.as_millis() as u64, "export failed, retrying");
+                    tokio::time::sleep(backoff).await;
+                }
+                Err(e) => {
+                    tracing::error!(exporter = name, attempt, error = %e, records = batch.len(), "export failed, batch dropped");
+                    metrics.records_dropped.with_label_values(&["export_failed", "false"]).inc_by(batch.len() as u64);
+                    break;
                 }
             }
         }
