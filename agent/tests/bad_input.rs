@@ -9,7 +9,7 @@ use mcp_ledger_crds::record::EventType;
 const JSON: (&str, &str) = ("content-type", "application/json");
 const ACCEPT: (&str, &str) = ("accept", "application/json, text/event-stream");
 
-fn stateless_headers<'a>() -> Vec<(&'a str, &'a str)> {
+fn stateless_headers() -> Vec<(&'static str, &'static str)> {
     vec![JSON, ACCEPT, ("mcp-protocol-version", "2026-07-28")]
 }
 

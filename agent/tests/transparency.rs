@@ -15,7 +15,7 @@ fn call(id: u32, tool: &str, args: serde_json::Value) -> String {
     .to_string()
 }
 
-fn headers<'a>(tool: &'a str) -> Vec<(&'a str, &'a str)> {
+fn headers(tool: &str) -> Vec<(&str, &str)> {
     vec![
         ("content-type", "application/json"),
         ("accept", "application/json, text/event-stream"),
