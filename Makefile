@@ -15,17 +15,11 @@ help: ## List the targets
 toolchain:
 	@scripts/ensure-toolchain.sh
 
-VENV := .venv
-PYTHON := $(VENV)/bin/python
-
-# Real MCP peers for the tests and the demo (official Python SDK), pinned, project-local.
-$(VENV)/.installed: tests/peers/requirements.txt
-	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/peers/requirements.txt
-	touch $@
+PYTHON := .venv/bin/python
 
 .PHONY: peers
-peers: $(VENV)/.installed ## Install the test peers (MCP Python SDK) into .venv
+peers: ## Install the real test peers: MCP Python SDK, OTLP receivers (.venv), Prometheus (Debian)
+	@scripts/install-peers.sh
 
 .PHONY: generate
 generate: toolchain ## Regenerate the CRD YAML (crds/, chart) and JSON schemas from the Rust types

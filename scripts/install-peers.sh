@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the real peers the tests and the demo use, pinned:
+#  - .venv: the official MCP Python SDK, an OTLP/HTTP receiver (oteltap), the official
+#    OpenTelemetry generated types and grpcio (tests/peers/requirements.txt);
+#  - Prometheus and promtool from Debian (apt), when they are not on the machine yet.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ ! -f .venv/.installed ] || [ tests/peers/requirements.txt -nt .venv/.installed ]; then
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check -r tests/peers/requirements.txt
+  touch .venv/.installed
+fi
+if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
+  sudo=""
+  if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null 2>&1 || { echo "install-peers: Prometheus is missing and this user cannot install Debian packages; install the 'prometheus' package" >&2; exit 1; }
+    sudo="sudo"
+  fi
+  echo "install-peers: installing prometheus and promtool from Debian"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  # The package may start a system service; the tests run their own instances.
+  $sudo systemctl stop prometheus >/dev/null 2>&1 || true
+fi
