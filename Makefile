@@ -56,8 +56,8 @@ e2e: toolchain ## Cluster tests against $$KUBECONFIG (print why they skip when i
 	MCP_LEDGER_E2E=1 $(CARGO) test --locked -p mcp-ledger-tests --test 'e2e_*' -- --nocapture --test-threads=1
 
 .PHONY: demo
-demo: ## Run a real MCP server behind the agent and print redacted records (not built yet)
-	@echo "make demo: not built yet — the agent (issue 3) does not exist yet" >&2; exit 1
+demo: toolchain ## Run a real MCP server behind the agent, send real traffic, print the redacted records
+	@scripts/demo.sh
 
 .PHONY: bench
 bench: ## Benchmarks: direct vs. through the agent, redaction throughput (not built yet)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the real peers the tests and the demo use, pinned:
+# Installs the real peers the tests and the demo use, pinned (--python-only: just .venv):
 #  - .venv: the official MCP Python SDK, an OTLP/HTTP receiver (oteltap), the official
 #    OpenTelemetry generated types and grpcio (tests/peers/requirements.txt);
 #  - Prometheus and promtool from Debian (apt), when they are not on the machine yet.
@@ -10,6 +10,7 @@ if [ ! -f .venv/.installed ] || [ tests/peers/requirements.txt -nt .venv/.instal
   .venv/bin/pip install --quiet --disable-pip-version-check -r tests/peers/requirements.txt
   touch .venv/.installed
 fi
+[ "${1:-}" = "--python-only" ] && exit 0
 if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
   sudo=""
   if [ "$(id -u)" != 0 ]; then
