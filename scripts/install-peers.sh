@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Installs the real peers the tests and the demo use, pinned (--python-only: just .venv):
+#  - tests/peers/node_modules: the official TypeScript SDK and the reference server;
 #  - .venv: the official MCP Python SDK, an OTLP/HTTP receiver (oteltap), the official
 #    OpenTelemetry generated types and grpcio (tests/peers/requirements.txt);
 #  - Prometheus and promtool from Debian (apt), when they are not on the machine yet.
@@ -11,6 +12,11 @@ if [ ! -f .venv/.installed ] || [ tests/peers/requirements.txt -nt .venv/.instal
   touch .venv/.installed
 fi
 [ "${1:-}" = "--python-only" ] && exit 0
+# The official TypeScript SDK and reference server (tests/peers/package-lock.json).
+if [ ! -f tests/peers/node_modules/.installed ] || [ tests/peers/package-lock.json -nt tests/peers/node_modules/.installed ]; then
+  (cd tests/peers && npm ci --no-audit --no-fund --loglevel=error)
+  touch tests/peers/node_modules/.installed
+fi
 if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
   sudo=""
   if [ "$(id -u)" != 0 ]; then

@@ -1,0 +1,288 @@
+//! `make bench` (proxy part): requests/s and latency, direct vs. through the agent,
+//! measured in the same run on the same machine, plus the agent's RSS.
+//!
+//! Roles, all separate processes: an echo-speed MCP upstream (this binary re-executed with
+//! `BENCH_ROLE=upstream`), the release `mcp-ledger-agent` in local mode, and the load
+//! generator (this process: keep-alive HTTP/1.1 connections, closed loop for saturation,
+//! open loop at a fixed rate for latency). Optionally the real Python SDK server.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+
+const BODY: &str =
+    r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hello"}}}"#;
+const ANSWER: &str =
+    r#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"hello"}],"isError":false}}"#;
+
+fn main() {
+    if std::env::var("BENCH_ROLE").as_deref() == Ok("upstream") {
+        return upstream(std::env::var("BENCH_PORT").unwrap().parse().unwrap());
+    }
+    if std::env::args().any(|a| a == "--list" || a == "--test") {
+        return; // `cargo test --benches` probes; nothing to list
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    rt.block_on(run());
+}
+
+/// An echo-speed MCP upstream: answers every request with a fixed tools/call result.
+fn upstream(port: u16) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            stream.set_nodelay(true).unwrap();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
+                    let _ = req.into_body().collect().await;
+                    let mut resp = hyper::Response::new(Full::new(Bytes::from_static(ANSWER.as_bytes())));
+                    resp.headers_mut().insert("content-type", "application/json".parse().unwrap());
+                    Ok::<_, std::convert::Infallible>(resp)
+                });
+                let _ =
+                    hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            });
+        }
+    });
+}
+
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn wait_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing on port {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn agent(upstream: u16, work: &std::path::Path) -> (Proc, u16) {
+    let bin = root().join("target/release/mcp-ledger-agent");
+    assert!(bin.exists(), "{} missing: make bench builds it with `cargo build --release`", bin.display());
+    let (port, admin) = (free_port(), free_port());
+    let child = Command::new(bin)
+        .args(["--mode", "local", "--server-name", "bench", "--log", "error"])
+        .arg(format!("--upstream=http://127.0.0.1:{upstream}"))
+        .arg(format!("--listen=127.0.0.1:{port}"))
+        .arg(format!("--admin=127.0.0.1:{admin}"))
+        .arg(format!("--jsonl={}", work.join("records.jsonl").display()))
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_port(port);
+    (Proc(child), port)
+}
+
+async fn connect(port: u16, host: &str) -> http1::SendRequest<Full<Bytes>> {
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    let (send, conn) = http1::handshake(TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(conn);
+    let _ = host;
+    send
+}
+
+fn request(port: u16, path: &str) -> hyper::Request<Full<Bytes>> {
+    hyper::Request::post(path)
+        .header("host", format!("127.0.0.1:{port}"))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .body(Full::new(Bytes::from_static(BODY_WITH_META.as_bytes())))
+        .unwrap()
+}
+
+const BODY_WITH_META: &str = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hello"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#;
+
+/// Closed loop: `conns` connections each sending back-to-back for `secs`. Returns req/s.
+async fn saturate(port: u16, path: &'static str, conns: usize, secs: f64) -> f64 {
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..conns {
+        let (stop, done) = (stop.clone(), done.clone());
+        let mut send = connect(port, "").await;
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let resp = send.send_request(request(port, path)).await.expect("request");
+                assert!(resp.status().is_success(), "status {}", resp.status());
+                resp.into_body().collect().await.unwrap();
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    let start = Instant::now();
+    tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+    stop.store(true, Ordering::Relaxed);
+    let n = done.load(Ordering::Relaxed);
+    let elapsed = start.elapsed().as_secs_f64();
+    for t in tasks {
+        let _ = t.await;
+    }
+    n as f64 / elapsed
+}
+
+/// Open loop at `rate` requests/s over `conns` connections for `secs`: latencies in µs,
+/// measured from the scheduled send time (so queueing delay counts).
+async fn fixed_rate(port: u16, path: &'static str, rate: u32, conns: usize, secs: f64) -> Vec<f64> {
+    let total = (f64::from(rate) * secs) as usize;
+    let per_conn = total / conns;
+    let interval = Duration::from_secs_f64(conns as f64 / f64::from(rate));
+    let start = Instant::now() + Duration::from_millis(50);
+    let mut tasks = Vec::new();
+    for c in 0..conns {
+        let mut send = connect(port, "").await;
+        let offset = interval.mul_f64(c as f64 / conns as f64);
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(per_conn);
+            for i in 0..per_conn {
+                let scheduled = start + offset + interval * i as u32;
+                tokio::time::sleep_until(scheduled.into()).await;
+                let resp = send.send_request(request(port, path)).await.expect("request");
+                resp.into_body().collect().await.unwrap();
+                lat.push(scheduled.elapsed().as_secs_f64() * 1e6);
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    all
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+async fn run() {
+    let secs: f64 = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(4.0);
+    let work = std::env::temp_dir().join(format!("mcp-ledger-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&work).unwrap();
+    let up_port = free_port();
+    let _up = Proc(
+        Command::new(std::env::current_exe().unwrap())
+            .env("BENCH_ROLE", "upstream")
+            .env("BENCH_PORT", up_port.to_string())
+            .spawn()
+            .unwrap(),
+    );
+    wait_port(up_port);
+    let (agent_proc, agent_port) = agent(up_port, &work);
+    let pid = agent_proc.0.id();
+    let rss_idle = rss_kib(pid);
+
+    println!("mcp-ledger proxy benchmark ({secs} s per measurement, 2 cores shared by load, agent and upstream)");
+    println!("\n[echo-speed MCP upstream, saturation: 32 keep-alive connections, closed loop]");
+    // Warm up both paths, then alternate to spread machine noise over both.
+    saturate(up_port, "/mcp", 8, 0.5).await;
+    saturate(agent_port, "/mcp", 8, 0.5).await;
+    let mut direct = Vec::new();
+    let mut via = Vec::new();
+    for _ in 0..2 {
+        direct.push(saturate(up_port, "/mcp", 32, secs).await);
+        via.push(saturate(agent_port, "/mcp", 32, secs).await);
+    }
+    let best = |v: &[f64]| v.iter().cloned().fold(0.0, f64::max);
+    let (d, a) = (best(&direct), best(&via));
+    println!("  direct        {d:>10.0} req/s");
+    println!("  via agent     {a:>10.0} req/s");
+    println!("  ratio         {:>10.1} %   (target >= 70 %)", a / d * 100.0);
+    let rss_load = rss_kib(pid);
+
+    println!("\n[echo-speed MCP upstream, latency at 1000 req/s: 16 connections, open loop]");
+    let ld = fixed_rate(up_port, "/mcp", 1000, 16, secs).await;
+    let la = fixed_rate(agent_port, "/mcp", 1000, 16, secs).await;
+    println!(
+        "  direct        p50 {:>8.1} µs   p99 {:>8.1} µs   ({} requests)",
+        pct(&ld, 0.5),
+        pct(&ld, 0.99),
+        ld.len()
+    );
+    println!(
+        "  via agent     p50 {:>8.1} µs   p99 {:>8.1} µs   ({} requests)",
+        pct(&la, 0.5),
+        pct(&la, 0.99),
+        la.len()
+    );
+    println!(
+        "  added         p50 {:>8.1} µs   p99 {:>8.1} µs   (target: p99 added <= 200 µs)",
+        pct(&la, 0.5) - pct(&ld, 0.5),
+        pct(&la, 0.99) - pct(&ld, 0.99)
+    );
+    let rss_after = rss_kib(pid);
+    println!(
+        "\n[agent memory]  RSS idle {} KiB, after saturation {} KiB, steady after latency run {} KiB   (target < 20 MiB)",
+        rss_idle, rss_load, rss_after
+    );
+    drop(agent_proc);
+
+    let python = root().join(".venv/bin/python");
+    if python.exists() {
+        let sdk_port = free_port();
+        let _sdk = Proc(
+            Command::new(&python)
+                .arg(root().join("tests/peers/mcp_server.py"))
+                .args(["--transport", "streamable-http", "--json-response", "--port", &sdk_port.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        wait_port(sdk_port);
+        let (_agent2, agent2_port) = agent(sdk_port, &work);
+        println!("\n[real Python SDK server (mcp 2.3.0, stateless tools/call echo), 8 connections, closed loop]");
+        saturate(sdk_port, "/mcp", 4, 0.5).await;
+        let d = saturate(sdk_port, "/mcp", 8, secs).await;
+        let a = saturate(agent2_port, "/mcp", 8, secs).await;
+        println!("  direct        {d:>10.0} req/s");
+        println!("  via agent     {a:>10.0} req/s");
+        println!("  ratio         {:>10.1} %", a / d * 100.0);
+        let ld = fixed_rate(sdk_port, "/mcp", 100, 4, secs).await;
+        let la = fixed_rate(agent2_port, "/mcp", 100, 4, secs).await;
+        println!(
+            "  at 100 req/s  direct p50 {:.0} µs p99 {:.0} µs | via agent p50 {:.0} µs p99 {:.0} µs",
+            pct(&ld, 0.5),
+            pct(&ld, 0.99),
+            pct(&la, 0.5),
+            pct(&la, 0.99)
+        );
+    } else {
+        println!("\n[real SDK server] skipped: .venv missing (run `make peers`)");
+    }
+    let _ = std::fs::remove_dir_all(&work);
+    let _ = BODY;
+}
