@@ -68,6 +68,8 @@ pub struct Identity {
     pub team: Option<String>,
     /// Organisation id.
     pub org: Option<String>,
+    /// Groups (for access policies).
+    pub groups: Vec<String>,
 }
 
 /// One HTTP exchange through the proxy.

@@ -87,11 +87,6 @@ pub struct RunOptions {
 /// Checks the parts of a configuration this build cannot honour yet, so that a
 /// configuration is refused instead of silently weakened.
 pub fn check_supported(config: &AgentConfig) -> Result<()> {
-    if config.identity.jwt.is_some() {
-        bail!(
-            "identity.jwt: JWT verification is not built yet in this agent; remove it or use identity.trustedGateway"
-        );
-    }
     if !config.access.is_empty() {
         bail!(
             "access: McpAccessPolicy enforcement is not built yet in this agent; remove the access policies from the configuration"
@@ -147,7 +142,7 @@ pub async fn run(config: AgentConfig, options: RunOptions, shutdown: watch::Rece
         pipeline,
         metrics.clone(),
         config.capture.max_body_bytes,
-        proxy::identity::Resolver::new(&config.identity),
+        proxy::identity::Resolver::new(&config.identity)?,
     ));
 
     let proxy_addr: SocketAddr = config.listen.proxy.parse()?;

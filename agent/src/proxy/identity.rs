@@ -52,22 +52,24 @@ impl Cidr {
 }
 
 /// Decides identity and client address for each request.
-#[derive(Debug, Clone, Default)]
+#[derive(Default)]
 pub struct Resolver {
+    jwt: Option<super::jwt::JwtVerifier>,
     gateway: Option<(Vec<Cidr>, mcp_ledger_crds::config::GatewayConfig)>,
     trusted_proxies: Vec<Cidr>,
 }
 
 impl Resolver {
-    /// From the configuration (already validated).
-    pub fn new(config: &IdentityConfig) -> Self {
-        Self {
+    /// From the configuration (already validated); loads the JWT keys.
+    pub fn new(config: &IdentityConfig) -> Result<Self, super::jwt::JwtConfigError> {
+        Ok(Self {
+            jwt: config.jwt.as_ref().map(super::jwt::JwtVerifier::new).transpose()?,
             gateway: config
                 .trusted_gateway
                 .as_ref()
                 .map(|g| (g.cidrs.iter().filter_map(|c| Cidr::parse(c)).collect(), g.clone())),
             trusted_proxies: config.trusted_proxies.iter().filter_map(|c| Cidr::parse(c)).collect(),
-        }
+        })
     }
 
     /// The client address: the peer, or — when the peer is a trusted proxy — the
@@ -86,8 +88,17 @@ impl Resolver {
         hops.into_iter().rev().find(|ip| !self.trusted_proxies.iter().any(|c| c.contains(*ip))).unwrap_or(peer)
     }
 
-    /// The caller's identity.
+    /// The caller's identity: a verified JWT first, then a trusted gateway's headers.
     pub fn identity(&self, peer: IpAddr, headers: &HeaderMap) -> Identity {
+        if let Some(v) = self.jwt.as_ref().and_then(|j| j.verify(headers)) {
+            return Identity {
+                source: IdentitySource::Jwt,
+                user: Some(v.user),
+                team: v.team,
+                org: v.org,
+                groups: v.groups,
+            };
+        }
         if let Some((cidrs, g)) = &self.gateway
             && cidrs.iter().any(|c| c.contains(peer))
         {
@@ -101,11 +112,15 @@ impl Resolver {
             };
             let user = get(&Some(g.user_header.clone()));
             if user.is_some() {
+                let groups = get(&g.groups_header)
+                    .map(|v| v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
+                    .unwrap_or_default();
                 return Identity {
                     source: IdentitySource::TrustedGateway,
                     user,
                     team: get(&g.team_header),
                     org: get(&g.org_header),
+                    groups,
                 };
             }
         }
@@ -143,7 +158,8 @@ mod tests {
                 ..Default::default()
             }),
             ..Default::default()
-        });
+        })
+        .unwrap();
         let mut h = HeaderMap::new();
         h.insert("x-user", "alice".parse().unwrap());
         h.insert("x-team", "platform".parse().unwrap());
@@ -157,7 +173,8 @@ mod tests {
 
     #[test]
     fn forwarded_for_only_from_trusted_proxies() {
-        let r = Resolver::new(&IdentityConfig { trusted_proxies: vec!["10.0.0.0/8".into()], ..Default::default() });
+        let r = Resolver::new(&IdentityConfig { trusted_proxies: vec!["10.0.0.0/8".into()], ..Default::default() })
+            .unwrap();
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", "6.6.6.6, 203.0.113.7, 10.0.0.2".parse().unwrap());
         assert_eq!(r.client_ip(ip("10.0.0.1"), &h), ip("203.0.113.7"));

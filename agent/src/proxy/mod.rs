@@ -4,6 +4,7 @@
 //! When the upstream cannot be reached the client gets a 502 with a JSON-RPC error body.
 
 pub mod identity;
+pub mod jwt;
 pub mod tap;
 
 use std::convert::Infallible;

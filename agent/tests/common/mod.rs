@@ -125,9 +125,12 @@ impl Agent {
             pod: mcp_ledger_agent::PodInfo { pod: Some("test-pod-0".into()), ..Default::default() },
             drain: Duration::from_secs(5),
         };
-        let task = tokio::spawn(mcp_ledger_agent::run(config, options, rx));
+        let mut task = tokio::spawn(mcp_ledger_agent::run(config, options, rx));
         let deadline = Instant::now() + Duration::from_secs(10);
         while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            if task.is_finished() {
+                panic!("agent exited at start: {:?}", (&mut task).await);
+            }
             assert!(Instant::now() < deadline, "agent did not start listening");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
