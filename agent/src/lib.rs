@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod capture;
 pub mod export;
+pub mod ids;
 pub mod mcp;
 pub mod metrics;
 pub mod pipeline;
@@ -133,7 +134,7 @@ pub async fn run(config: AgentConfig, options: RunOptions, shutdown: watch::Rece
         transport: config.server.transport,
     };
     let processor = capture::Processor::new(server, redactor, metrics.clone());
-    let (pipeline, running) = pipeline::start(&config.pipeline, processor, redactor_rx, sinks, metrics.clone());
+    let (pipeline, running) = pipeline::start(&config.pipeline, processor, redactor_rx, sinks, metrics.clone())?;
 
     let upstream: http::Uri = config.upstream.url.parse().context("upstream.url")?;
     let proxy = Arc::new(proxy::Proxy::new(

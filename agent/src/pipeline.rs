@@ -38,20 +38,19 @@ impl Pipeline {
     }
 }
 
-/// The running pipeline tasks.
+/// The running pipeline: its own OS thread with its own single-threaded runtime, so
+/// parsing, redaction, serialisation and blocking file writes never hold up the proxy's
+/// runtime.
 pub struct Running {
-    processor: JoinHandle<()>,
-    exporters: Vec<JoinHandle<()>>,
+    thread: std::thread::JoinHandle<()>,
 }
 
 impl Running {
     /// Waits until everything submitted before the last `Pipeline` handle was dropped has
     /// been processed and exported (or dropped and counted).
     pub async fn drain(self) {
-        let _ = self.processor.await;
-        for exporter in self.exporters {
-            let _ = exporter.await;
-        }
+        let thread = self.thread;
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
     }
 }
 
@@ -60,15 +59,38 @@ type Batch = Arc<[AuditRecord]>;
 /// Batches each exporter may have waiting before new ones are dropped for it.
 const EXPORTER_BACKLOG: usize = 8;
 
-/// Starts the processor and one task per exporter.
+/// Starts the pipeline thread: the processor and one task per exporter.
 pub fn start(
+    config: &PipelineConfig,
+    processor: Processor,
+    redactor_updates: watch::Receiver<Arc<Redactor>>,
+    sinks: Vec<Sink>,
+    metrics: Metrics,
+) -> std::io::Result<(Pipeline, Running)> {
+    let (tx, rx) = mpsc::channel::<Captured>(config.queue_capacity);
+    let config = config.clone();
+    let m = metrics.clone();
+    let thread = std::thread::Builder::new().name("mcp-ledger-pipeline".into()).spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("pipeline runtime");
+        rt.block_on(async move {
+            let (processor_task, exporters) = spawn_tasks(&config, processor, redactor_updates, sinks, m, rx);
+            let _ = processor_task.await;
+            for exporter in exporters {
+                let _ = exporter.await;
+            }
+        });
+    })?;
+    Ok((Pipeline { tx, metrics }, Running { thread }))
+}
+
+fn spawn_tasks(
     config: &PipelineConfig,
     mut processor: Processor,
     mut redactor_updates: watch::Receiver<Arc<Redactor>>,
     sinks: Vec<Sink>,
     metrics: Metrics,
-) -> (Pipeline, Running) {
-    let (tx, mut rx) = mpsc::channel::<Captured>(config.queue_capacity);
+    mut rx: mpsc::Receiver<Captured>,
+) -> (JoinHandle<()>, Vec<JoinHandle<()>>) {
     let mut outputs = Vec::new();
     let mut exporters = Vec::new();
     for sink in sinks {
@@ -115,7 +137,7 @@ pub fn start(
             }
         }
     });
-    (Pipeline { tx, metrics }, Running { processor: processor_task, exporters })
+    (processor_task, exporters)
 }
 
 fn send_batch(outputs: &[(&'static str, mpsc::Sender<Batch>)], batch: &mut Vec<AuditRecord>, metrics: &Metrics) {

@@ -197,32 +197,43 @@ const DETECTORS: &[Detector] = &[
 
 impl Detector {
     fn apply(&self, s: &str) -> Option<(String, u32)> {
+        let shortest = self.prefixes.iter().map(|p| p.len()).min().unwrap_or(0) + self.min_tail;
+        if s.len() < shortest {
+            return None; // too short to hold a match: most protocol strings end here
+        }
         let bytes = s.as_bytes();
         let mut out = String::new();
         let mut last = 0;
         let mut count = 0;
-        let mut i = 0;
-        while i < bytes.len() {
-            let hit = self.prefixes.iter().find(|p| bytes[i..].starts_with(p.as_bytes()));
-            if let Some(prefix) = hit {
-                let start = i + prefix.len();
-                let mut end = start;
-                while end < bytes.len() && (self.tail)(bytes[end]) {
-                    end += 1;
-                }
-                let boundary_ok = i == 0 || !token_char(bytes[i - 1]);
-                if end - start >= self.min_tail && boundary_ok {
-                    out.push_str(&s[last..i]);
-                    out.push_str("[REDACTED:");
-                    out.push_str(self.kind);
-                    out.push(']');
-                    last = end;
-                    count += 1;
-                    i = end;
-                    continue;
+        let mut from = 0;
+        // Each prefix is searched with `str::find` (a vectorised substring search), so a
+        // clean string costs one fast pass per prefix rather than a compare at every byte.
+        while from < bytes.len() {
+            let Some((at, prefix)) =
+                self.prefixes.iter().filter_map(|p| s[from..].find(p).map(|i| (from + i, *p))).min_by_key(|(i, _)| *i)
+            else {
+                break;
+            };
+            let start = at + prefix.len();
+            let mut end = start;
+            while end < bytes.len() && (self.tail)(bytes[end]) {
+                end += 1;
+            }
+            let boundary_ok = at == 0 || !token_char(bytes[at - 1]);
+            if end - start >= self.min_tail && boundary_ok {
+                out.push_str(&s[last..at]);
+                out.push_str("[REDACTED:");
+                out.push_str(self.kind);
+                out.push(']');
+                last = end;
+                count += 1;
+                from = end;
+            } else {
+                from = at + 1;
+                while !s.is_char_boundary(from) {
+                    from += 1;
                 }
             }
-            i += 1;
         }
         if count == 0 {
             return None;

@@ -48,7 +48,10 @@ impl TraceContext {
 
     /// A new random trace (sampled).
     pub fn random() -> Self {
-        let trace_id = *uuid::Uuid::new_v4().as_bytes();
+        let mut trace_id = crate::ids::bytes16();
+        if trace_id == [0; 16] {
+            trace_id[15] = 1;
+        }
         Self { trace_id, span_id: random_span_id(), flags: 1 }
     }
 
@@ -77,9 +80,7 @@ impl fmt::Display for TraceContext {
 /// A random, non-zero span id.
 pub fn random_span_id() -> [u8; 8] {
     loop {
-        let bytes = uuid::Uuid::new_v4().into_bytes();
-        let mut id = [0u8; 8];
-        id.copy_from_slice(&bytes[..8]);
+        let id = crate::ids::next_u64().to_le_bytes();
         if id != [0; 8] {
             return id;
         }

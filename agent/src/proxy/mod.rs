@@ -134,9 +134,9 @@ impl Proxy {
             client_ip: Some(self.resolver.client_ip(peer.ip(), &parts.headers).to_string()),
             trace,
             request_headers: parts.headers.clone(),
+            redacted_request_headers: Default::default(),
             identity: self.resolver.identity(peer.ip(), &parts.headers),
         });
-        let first_id = if truncated { None } else { first_request_id(&prefix) };
         self.pipeline.submit(Captured::Request {
             ex: ex.clone(),
             body: prefix.slice(..prefix.len().min(self.max_body)),
@@ -154,6 +154,8 @@ impl Proxy {
             return plain(StatusCode::BAD_REQUEST, "request target is not a valid path");
         };
         strip_hop_by_hop(&mut parts.headers);
+        // Kept for the 502 answer (a cheap reference-counted handle, parsed only then).
+        let request_body = (!truncated).then(|| prefix.clone());
         let mut upstream_req = Request::new(PrefixedBody::new(prefix, (!finished).then_some(body)));
         *upstream_req.method_mut() = parts.method.clone();
         *upstream_req.uri_mut() = uri;
@@ -174,6 +176,7 @@ impl Proxy {
                     content,
                     session_id: rparts.headers.get("mcp-session-id").and_then(|v| v.to_str().ok()).map(str::to_owned),
                     headers: rparts.headers.clone(),
+                    redacted_headers: Default::default(),
                 });
                 self.metrics.http_requests.with_label_values(&[method_label, status_class(rparts.status)]).inc();
                 let body = TapBody::new(rbody, ex, head, self.pipeline.clone(), self.max_body);
@@ -185,7 +188,7 @@ impl Proxy {
                 self.metrics.upstream_errors.with_label_values(&[reason]).inc();
                 self.metrics.http_requests.with_label_values(&[method_label, "5xx"]).inc();
                 self.pipeline.submit(Captured::UpstreamUnavailable { ex, reason });
-                upstream_unavailable(first_id)
+                upstream_unavailable(request_body.as_deref().and_then(first_request_id))
             }
         }
     }
