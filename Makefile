@@ -60,5 +60,6 @@ demo: toolchain ## Run a real MCP server behind the agent, send real traffic, pr
 	@scripts/demo.sh
 
 .PHONY: bench
-bench: ## Benchmarks: direct vs. through the agent, redaction throughput (not built yet)
-	@echo "make bench: not built yet — there is nothing to benchmark until the agent (issue 3) exists" >&2; exit 1
+bench: toolchain peers ## Benchmarks: req/s and latency direct vs. through the agent, agent RSS
+	$(CARGO) build --locked --release -p mcp-ledger-agent
+	$(CARGO) bench --locked -p mcp-ledger-agent --bench proxy
