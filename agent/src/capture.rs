@@ -812,18 +812,29 @@ impl Processor {
     }
 
     fn finish_body(&self, r: &mut AuditRecord, mut body: Value) {
-        self.redactor.json(&mut body, &mut r.redaction.kinds);
+        let outcome = self.redactor.json(&mut body, &mut r.redaction.kinds);
         for (kind, n) in &r.redaction.kinds {
             self.metrics.redactions.with_label_values(&[redaction_label(kind)]).inc_by(u64::from(*n));
         }
-        r.body = Some(body);
+        match outcome.drop_payload {
+            Some(reason) => r.redaction.payload_dropped = Some(reason),
+            None => r.body = Some(body),
+        }
     }
 }
 
+/// A bounded metric label for a redaction kind: built-in kinds by name, user-named rules
+/// (custom patterns, JSON paths) folded into `custom` and `json-path`.
 fn redaction_label(kind: &str) -> &'static str {
-    const KINDS: &[&str] =
-        &["header", "secret-key", "private-key", "jwt", "bearer-token", "aws-access-key-id", "api-key"];
-    KINDS.iter().find(|k| **k == kind).copied().unwrap_or("other")
+    if let Some(f) = crate::redact::detectors::FAMILIES.iter().find(|f| f.kind == kind) {
+        return f.kind;
+    }
+    match kind {
+        "header" => "header",
+        "secret-key" => "secret-key",
+        k if k.starts_with("json-path:") => "json-path",
+        _ => "custom",
+    }
 }
 
 /// Interns a tool-name label. Bounded: at most `MAX_TOOL_LABELS` distinct names are ever

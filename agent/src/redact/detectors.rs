@@ -1,0 +1,441 @@
+//! The built-in detector families and the scanning engine: an Aho-Corasick keyword
+//! prefilter (case-insensitive) picks the few families whose keywords occur in a string,
+//! and only their regular expressions run; a validity check (Luhn, mod-97, SSN rules,
+//! entropy) confirms a match where the pattern alone would be too loose.
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use regex::Regex;
+
+use super::checks;
+
+/// Detector groups, switchable as a whole in the policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Group {
+    /// Credentials, API keys, tokens, private keys.
+    Secrets,
+    /// Environment-variable dumps with sensitive names.
+    Env,
+    /// Personal data.
+    Pii,
+}
+
+impl Group {
+    /// The group's policy name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Secrets => "secrets",
+            Self::Env => "env",
+            Self::Pii => "pii",
+        }
+    }
+}
+
+/// A built-in family.
+pub struct Family {
+    /// Kind name: `[REDACTED:<kind>]`, metrics, policy switches.
+    pub kind: &'static str,
+    /// Group.
+    pub group: Group,
+    /// Literal keywords (case-insensitive); empty means "always a candidate" (then
+    /// `min_digits` is the prefilter).
+    pub keywords: &'static [&'static str],
+    /// The regular expression.
+    pub pattern: &'static str,
+    /// Which capture group is the secret (0: the whole match).
+    pub capture: usize,
+    /// A check the matched text must pass.
+    pub check: Option<fn(&str) -> bool>,
+    /// For keyword-less families: the string must hold at least this many digits.
+    pub min_digits: usize,
+    /// Off unless the policy turns it on.
+    pub off_by_default: bool,
+}
+
+const fn fam(kind: &'static str, group: Group, keywords: &'static [&'static str], pattern: &'static str) -> Family {
+    Family { kind, group, keywords, pattern, capture: 0, check: None, min_digits: 0, off_by_default: false }
+}
+
+const fn cap(mut f: Family, capture: usize) -> Family {
+    f.capture = capture;
+    f
+}
+
+const fn checked(mut f: Family, check: fn(&str) -> bool) -> Family {
+    f.check = Some(check);
+    f
+}
+
+fn generic_value(v: &str) -> bool {
+    const PLACEHOLDERS: &[&str] =
+        &["null", "none", "true", "false", "undefined", "redacted", "example", "changeme", "required", "optional"];
+    let lower = v.to_ascii_lowercase();
+    // Code reads like `token = getToken()` or `secret = config.value`: identifiers without
+    // digits or symbols are not secrets unless long.
+    let identifier_like = v.chars().all(|c| c.is_ascii_alphabetic() || c == '_' || c == '.' || c == '(' || c == ')');
+    v.len() >= 6
+        && !v.starts_with('[')
+        && !v.starts_with('$')
+        && !v.starts_with('<')
+        && !v.starts_with('{')
+        && !v.chars().all(|c| c == '*' || c == 'x' || c == 'X')
+        && !PLACEHOLDERS.contains(&lower.as_str())
+        && !(identifier_like && (v.len() < 16 || v.contains('.')))
+        && !v.contains('(')
+        && checks::entropy(v) >= 2.5
+}
+
+fn env_value(v: &str) -> bool {
+    let v = v.trim().trim_matches(|c| c == '"' || c == '\'');
+    !v.is_empty() && !v.starts_with("[REDACTED") && !v.starts_with("${") && v != "\"\""
+}
+
+fn card(v: &str) -> bool {
+    checks::luhn(v) && checks::card_prefix(v)
+}
+
+/// Every built-in family, in priority order (earlier families win overlapping matches).
+pub static FAMILIES: &[Family] = &[
+    // --- private keys and structured tokens first: they contain shapes later families also match
+    fam(
+        "private-key",
+        Group::Secrets,
+        &["-----begin"],
+        r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----[\s\S]*?(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----|\z)",
+    ),
+    fam(
+        "kubernetes-service-account-token",
+        Group::Secrets,
+        &["eyj"],
+        r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]*(?:a3ViZXJuZXRlcy5pby9zZXJ2aWNlYWNjb3VudC|t1YmVybmV0ZXMuaW8vc2VydmljZWFjY291bn|rdWJlcm5ldGVzLmlvL3NlcnZpY2VhY2NvdW50)[A-Za-z0-9_-]*\.[A-Za-z0-9_-]{8,}",
+    ),
+    fam("jwt", Group::Secrets, &["eyj"], r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),
+    fam("anthropic-api-key", Group::Secrets, &["sk-ant-"], r"\bsk-ant-(?:api|admin|oat)\d{2}-[A-Za-z0-9_-]{32,}"),
+    fam(
+        "openai-api-key",
+        Group::Secrets,
+        &["sk-"],
+        r"\bsk-(?:proj-|svcacct-|admin-|None-)?[A-Za-z0-9_-]{20,}T3BlbkFJ[A-Za-z0-9_-]{20,}|\bsk-(?:proj|svcacct|admin)-[A-Za-z0-9_-]{40,}",
+    ),
+    fam(
+        "aws-access-key-id",
+        Group::Secrets,
+        &["akia", "asia", "abia", "acca", "a3t"],
+        r"\b(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16}\b",
+    ),
+    cap(
+        fam(
+            "aws-secret-access-key",
+            Group::Secrets,
+            &["secret_access_key", "secretaccesskey", "aws_secret", "secret-access-key"],
+            r#"(?i)(?:aws[_-]?)?secret[_-]?access[_-]?key["']?\s*[:=]\s*["']?([A-Za-z0-9/+]{40})\b"#,
+        ),
+        1,
+    ),
+    fam("github-pat", Group::Secrets, &["ghp_"], r"\bghp_[A-Za-z0-9]{36}\b"),
+    fam("github-fine-grained-pat", Group::Secrets, &["github_pat_"], r"\bgithub_pat_[A-Za-z0-9]{22}_[A-Za-z0-9]{59}\b"),
+    fam("github-oauth-token", Group::Secrets, &["gho_"], r"\bgho_[A-Za-z0-9]{36}\b"),
+    fam("github-app-token", Group::Secrets, &["ghu_", "ghs_"], r"\bgh[us]_[A-Za-z0-9]{36}\b"),
+    fam("github-refresh-token", Group::Secrets, &["ghr_"], r"\bghr_[A-Za-z0-9]{36,76}\b"),
+    fam(
+        "gitlab-token",
+        Group::Secrets,
+        &["glpat-", "gldt-", "glrt-", "glptt-", "glsoat-", "glcbt-", "glffct-"],
+        r"\bgl(?:pat|dt|rt|ptt|soat|cbt|ffct)-[A-Za-z0-9_-]{20,}",
+    ),
+    fam(
+        "slack-token",
+        Group::Secrets,
+        &["xoxb-", "xoxp-", "xoxa-", "xoxr-", "xoxs-", "xoxe"],
+        r"\bxox(?:[abprs]|e(?:\.xox[bp])?)-[A-Za-z0-9-]{10,}",
+    ),
+    fam("slack-app-token", Group::Secrets, &["xapp-"], r"\bxapp-\d-[A-Z0-9]+-\d+-[a-f0-9]{20,}"),
+    fam(
+        "slack-webhook-url",
+        Group::Secrets,
+        &["hooks.slack.com"],
+        r"https://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9/_+-]{20,}",
+    ),
+    fam(
+        "stripe-key",
+        Group::Secrets,
+        &["sk_live_", "sk_test_", "rk_live_", "rk_test_", "whsec_"],
+        r"\b(?:(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}|whsec_[A-Za-z0-9]{24,})",
+    ),
+    fam("google-api-key", Group::Secrets, &["aiza"], r"\bAIza[0-9A-Za-z_-]{35}"),
+    cap(
+        fam(
+            "gcp-service-account-key-id",
+            Group::Secrets,
+            &["private_key_id"],
+            r#""private_key_id"\s*:\s*"([a-f0-9]{40})""#,
+        ),
+        1,
+    ),
+    cap(fam("azure-storage-key", Group::Secrets, &["accountkey="], r"(?i)AccountKey=([A-Za-z0-9+/]{86}==)"), 1),
+    cap(
+        fam(
+            "azure-shared-access-key",
+            Group::Secrets,
+            &["sharedaccesskey=", "sharedaccesssignature=", "sig="],
+            r"(?i)(?:SharedAccessKey|SharedAccessSignature|[?&]sig)=([A-Za-z0-9+/%=]{20,})",
+        ),
+        1,
+    ),
+    cap(
+        fam(
+            "database-connection-string",
+            Group::Secrets,
+            &["postgres", "mysql", "mongodb", "redis", "amqp", "mssql", "sqlserver", "jdbc"],
+            r"(?i)\b(?:jdbc:)?(?:postgres(?:ql)?|mysql|mariadb|mongodb(?:\+srv)?|rediss?|amqps?|mssql|sqlserver)://[^\s:@/]*:([^\s@/]+)@",
+        ),
+        1,
+    ),
+    cap(fam("url-credentials", Group::Secrets, &["://"], r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:@/]+:([^\s@/]{3,})@"), 1),
+    cap(fam("bearer-token", Group::Secrets, &["bearer"], r"(?i)\bbearer\s+([A-Za-z0-9._~+/-]{16,}=*)"), 1),
+    cap(fam("basic-auth", Group::Secrets, &["basic "], r"(?i)\bbasic\s+([A-Za-z0-9+/]{12,}={0,2})"), 1),
+    fam("npm-token", Group::Secrets, &["npm_"], r"\bnpm_[A-Za-z0-9]{36}\b"),
+    fam("pypi-token", Group::Secrets, &["pypi-ageichlwas5vcmc"], r"\bpypi-AgEIcHlwaS5vcmc[A-Za-z0-9_-]{50,}"),
+    fam("twilio-api-key", Group::Secrets, &["sk"], r"\bSK[0-9a-f]{32}\b"),
+    cap(fam("twilio-auth-token", Group::Secrets, &["twilio"], r#"(?i)twilio[\w\s"':=-]{0,30}?\b([0-9a-f]{32})\b"#), 1),
+    fam("sendgrid-api-key", Group::Secrets, &["sg."], r"\bSG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}"),
+    cap(
+        fam(
+            "datadog-api-key",
+            Group::Secrets,
+            &["datadog", "dd_api", "dd-api", "dd_app", "dd-app", "ddapi", "ddapp"],
+            r#"(?i)(?:datadog|dd)[_-]?(?:api|app(?:lication)?)[_-]?key["']?\s*[:=]\s*["']?([a-f0-9]{32,40})\b"#,
+        ),
+        1,
+    ),
+    fam("vault-token", Group::Secrets, &["hvs.", "hvb.", "hvr."], r"\bhv[sbr]\.[A-Za-z0-9_-]{24,}"),
+    fam(
+        "shopify-token",
+        Group::Secrets,
+        &["shpat_", "shpss_", "shpca_", "shppa_"],
+        r"\bshp(?:at|ss|ca|pa)_[a-fA-F0-9]{32}\b",
+    ),
+    fam("huggingface-token", Group::Secrets, &["hf_"], r"\bhf_[A-Za-z]{34}\b"),
+    fam("digitalocean-token", Group::Secrets, &["dop_v1_", "doo_v1_", "dor_v1_"], r"\bdo[opr]_v1_[a-f0-9]{64}\b"),
+    fam("mailgun-api-key", Group::Secrets, &["key-"], r"\bkey-[0-9a-f]{32}\b"),
+    fam(
+        "square-token",
+        Group::Secrets,
+        &["sq0atp-", "sq0csp-", "eaaa"],
+        r"\b(?:sq0atp-[0-9A-Za-z_-]{22}|sq0csp-[0-9A-Za-z_-]{43}|EAAA[0-9A-Za-z_-]{60})",
+    ),
+    fam("atlassian-api-token", Group::Secrets, &["atatt3"], r"\bATATT3[A-Za-z0-9_=-]{180,}"),
+    fam("linear-api-key", Group::Secrets, &["lin_api_"], r"\blin_api_[A-Za-z0-9]{40}\b"),
+    fam(
+        "doppler-token",
+        Group::Secrets,
+        &["dp.pt.", "dp.st.", "dp.sa."],
+        r"\bdp\.(?:pt|st|sa|ct|scim|audit)\.[A-Za-z0-9]{40,44}\b",
+    ),
+    fam("databricks-token", Group::Secrets, &["dapi"], r"\bdapi[a-f0-9]{32}(?:-\d)?\b"),
+    fam(
+        "discord-webhook-url",
+        Group::Secrets,
+        &["discord.com/api/webhooks", "discordapp.com/api/webhooks"],
+        r"https://(?:ptb\.|canary\.)?discord(?:app)?\.com/api/webhooks/\d+/[A-Za-z0-9_-]{60,}",
+    ),
+    fam("telegram-bot-token", Group::Secrets, &[":aa"], r"\b\d{8,10}:AA[A-Za-z0-9_-]{33}\b"),
+    checked(
+        cap(
+            fam(
+                "generic-secret",
+                Group::Secrets,
+                &["password", "passwd", "pwd", "secret", "token", "api_key", "apikey", "api-key", "access_key", "auth"],
+                r#"(?i)\b(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|auth[_-]?token|client[_-]?secret|private[_-]?key)\b["']?\s*(?:[:=]|is\b)\s*["']?([^\s"',;}\]]{6,})"#,
+            ),
+            1,
+        ),
+        generic_value,
+    ),
+    // --- environment dumps: NAME=value lines and NAME: value maps with sensitive names
+    checked(
+        cap(
+            fam(
+                "env-secret",
+                Group::Env,
+                &["key", "token", "secret", "password", "passwd", "credential", "pwd", "auth"],
+                r"(?m)^[ \t]*(?:export[ \t]+)?[A-Z][A-Z0-9_]*(?:KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIALS?|PWD|AUTH)[A-Z0-9_]*[ \t]*(?:=|:[ \t])[ \t]*(.+?)[ \t]*$",
+            ),
+            1,
+        ),
+        env_value,
+    ),
+    // --- personal data
+    fam("email", Group::Pii, &["@"], r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b"),
+    checked(Family { min_digits: 13, ..fam("payment-card", Group::Pii, &[], r"\b(?:\d[ -]?){12,18}\d\b") }, card),
+    checked(Family { min_digits: 9, ..fam("us-ssn", Group::Pii, &[], r"\b\d{3}-\d{2}-\d{4}\b") }, checks::ssn),
+    checked(
+        Family {
+            min_digits: 10,
+            ..fam("iban", Group::Pii, &[], r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b")
+        },
+        checks::iban,
+    ),
+    Family {
+        min_digits: 8,
+        ..fam(
+            "phone",
+            Group::Pii,
+            &[],
+            r"(?:\+[1-9]\d{0,2}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]?\d{2,4}){2,4}\b|\(\d{3}\) ?\d{3}[ .-]\d{4}\b|\b\d{3}[.-]\d{3}[.-]\d{4}\b|\b0\d{2,4} \d{3,4} \d{3,4}\b)",
+        )
+    },
+    Family {
+        min_digits: 4,
+        off_by_default: true,
+        ..fam(
+            "ip-address",
+            Group::Pii,
+            &[],
+            r"\b(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\b|\b(?:[0-9a-fA-F]{1,4}:){7}[0-9a-fA-F]{1,4}\b",
+        )
+    },
+];
+
+/// One compiled detector (built-in or custom).
+pub struct Detector {
+    /// Kind name.
+    pub kind: String,
+    /// Prefilter keywords (case-insensitive); empty: a candidate for every string.
+    pub keywords: Vec<String>,
+    /// The pattern.
+    pub regex: Regex,
+    /// The capture group that holds the secret (0: the whole match).
+    pub capture: usize,
+    /// A check the match must pass.
+    pub check: Option<fn(&str) -> bool>,
+    /// For keyword-less detectors: digits a string needs to be a candidate.
+    pub min_digits: usize,
+    /// Index into the policy's action table.
+    pub action: super::ActionIdx,
+}
+
+/// A match to redact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hit {
+    /// Byte range in the scanned string.
+    pub start: usize,
+    /// End of the range.
+    pub end: usize,
+    /// Detector index.
+    pub detector: usize,
+}
+
+/// The compiled set of detectors.
+pub struct Engine {
+    detectors: Vec<Detector>,
+    prefilter: Option<AhoCorasick>,
+    keyword_owner: Vec<usize>,
+    always: Vec<usize>,
+    max_min_len: usize,
+}
+
+impl Engine {
+    /// Compiles `detectors`.
+    pub fn new(compiled: Vec<Detector>) -> Self {
+        let mut keywords = Vec::new();
+        let mut keyword_owner = Vec::new();
+        let mut always = Vec::new();
+        for (i, d) in compiled.iter().enumerate() {
+            if d.keywords.is_empty() {
+                always.push(i);
+            }
+            for k in &d.keywords {
+                keywords.push(k.to_ascii_lowercase());
+                keyword_owner.push(i);
+            }
+        }
+        let prefilter = (!keywords.is_empty()).then(|| {
+            AhoCorasickBuilder::new()
+                .ascii_case_insensitive(true)
+                .match_kind(MatchKind::Standard)
+                .build(&keywords)
+                .expect("keywords compile")
+        });
+        Self { detectors: compiled, prefilter, keyword_owner, always, max_min_len: 6 }
+    }
+
+    /// The detectors.
+    pub fn detectors(&self) -> &[Detector] {
+        &self.detectors
+    }
+
+    /// Finds every detection in `s`, non-overlapping, earlier detectors winning ties.
+    pub fn scan(&self, s: &str, hits: &mut Vec<Hit>) {
+        hits.clear();
+        if s.len() < self.max_min_len {
+            return;
+        }
+        // Candidate detectors as a bit set on the stack (heap only past 256 detectors).
+        let mut small = [0u64; 4];
+        let mut large = Vec::new();
+        let words: &mut [u64] = if self.detectors.len() <= 256 {
+            &mut small
+        } else {
+            large.resize(self.detectors.len().div_ceil(64), 0);
+            &mut large
+        };
+        let mut any = false;
+        if let Some(ac) = &self.prefilter {
+            for m in ac.find_overlapping_iter(s) {
+                let i = self.keyword_owner[m.pattern().as_usize()];
+                words[i / 64] |= 1 << (i % 64);
+                any = true;
+            }
+        }
+        if !self.always.is_empty() {
+            let digits = s.bytes().filter(u8::is_ascii_digit).count();
+            for &i in &self.always {
+                if digits >= self.detectors[i].min_digits {
+                    words[i / 64] |= 1 << (i % 64);
+                    any = true;
+                }
+            }
+        }
+        if !any {
+            return;
+        }
+        for (i, d) in self.detectors.iter().enumerate() {
+            if words[i / 64] & (1 << (i % 64)) == 0 {
+                continue;
+            }
+            let mut push = |m: regex::Match<'_>| {
+                if m.start() == m.end() || d.check.is_some_and(|check| !check(m.as_str())) {
+                    return;
+                }
+                hits.push(Hit { start: m.start(), end: m.end(), detector: i });
+            };
+            if d.capture == 0 {
+                // No capture slots needed: the faster search.
+                d.regex.find_iter(s).for_each(&mut push);
+            } else {
+                for caps in d.regex.captures_iter(s) {
+                    if let Some(m) = caps.get(d.capture).or_else(|| caps.get(0)) {
+                        push(m);
+                    }
+                }
+            }
+        }
+        if hits.len() > 1 {
+            hits.sort_by_key(|h| (h.start, h.detector));
+            let mut kept: Vec<Hit> = Vec::with_capacity(hits.len());
+            for h in hits.drain(..) {
+                match kept.last_mut() {
+                    Some(last) if h.start < last.end => {
+                        // Overlap: keep the earlier-priority detector, and cover both ranges.
+                        if h.detector < last.detector {
+                            last.detector = h.detector;
+                        }
+                        last.end = last.end.max(h.end);
+                    }
+                    _ => kept.push(h),
+                }
+            }
+            *hits = kept;
+        }
+    }
+}

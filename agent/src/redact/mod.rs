@@ -1,0 +1,572 @@
+//! Redaction applied to every record before it leaves the process: header rules (deny or
+//! allow list), JSON-path rules, keys that name a secret, and the built-in detector
+//! families (secrets, environment dumps, personal data) plus custom patterns, each with
+//! its action (mask, keyed hash, drop the field, drop the payload). A policy is compiled
+//! once and swapped whole on reload; one that does not compile is refused with the rule
+//! and the reason.
+
+use std::collections::BTreeMap;
+
+use mcp_ledger_crds::redaction::{Action, HeaderMode, McpRedactionPolicySpec};
+use serde_json::Value;
+
+/// Header names whose values are always redacted in deny-list mode.
+const BUILTIN_DENY: &[&str] = &["authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key"];
+/// Substrings of header names (lower-case) that make a header sensitive.
+const SENSITIVE_NAME_PARTS: &[&str] = &["token", "secret", "key", "auth", "password", "credential", "session-id"];
+/// JSON object keys (lower-case, `-` and `_` removed) whose values are always redacted.
+const SECRET_KEYS: &[&str] = &[
+    "password",
+    "passwd",
+    "passphrase",
+    "secret",
+    "token",
+    "apikey",
+    "authorization",
+    "cookie",
+    "credentials",
+    "credential",
+];
+/// Key endings (same folding) that name a secret: `githubToken`, `client_secret`, `AWS_SECRET_ACCESS_KEY`, ...
+/// `progressToken` and `nextCursor` (MCP protocol fields) end otherwise.
+const SECRET_KEY_ENDINGS: &[&str] = &[
+    "password",
+    "passwd",
+    "secret",
+    "accesstoken",
+    "refreshtoken",
+    "idtoken",
+    "authtoken",
+    "apitoken",
+    "bearertoken",
+    "sessiontoken",
+    "secrettoken",
+    "usertoken",
+    "bottoken",
+    "apikey",
+    "secretkey",
+    "privatekey",
+    "accesskey",
+    "secretaccesskey",
+    "clientsecret",
+    "connectionstring",
+];
+
+pub mod checks;
+pub mod detectors;
+pub mod jsonpath;
+
+/// The action a detector applies.
+pub type ActionIdx = Action;
+
+/// A policy that does not compile; each entry names the rule and the reason.
+#[derive(Debug, thiserror::Error)]
+#[error("redaction policy refused: {}", .0.join("; "))]
+pub struct PolicyError(pub Vec<String>);
+
+/// What the JSON walk decided about the whole message.
+#[derive(Debug, Default, PartialEq)]
+pub struct Outcome {
+    /// Set when a rule asked for the whole payload to be dropped (the rule's name).
+    pub drop_payload: Option<String>,
+}
+
+/// A compiled redaction policy, swapped whole on reload.
+pub struct Redactor {
+    header_mode: HeaderMode,
+    deny: Vec<String>,
+    allow: Vec<String>,
+    header_action: Action,
+    secret_key_action: Action,
+    engine: detectors::Engine,
+    json_paths: Vec<(String, jsonpath::Path, Action)>,
+    hash_key: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the HMAC key.
+        f.debug_struct("Redactor").field("detectors", &self.engine.detectors().len()).finish_non_exhaustive()
+    }
+}
+
+impl Redactor {
+    /// Compiles a policy; `hash_key` is the HMAC key for `hash` actions.
+    pub fn compile(policy: &McpRedactionPolicySpec, hash_key: Option<Vec<u8>>) -> Result<Self, PolicyError> {
+        let mut errors = Vec::new();
+        let n = detectors::FAMILIES.len();
+        let mut enabled: Vec<bool> = detectors::FAMILIES.iter().map(|f| !f.off_by_default).collect();
+        let mut actions: Vec<Action> = vec![policy.default_action; n];
+        if policy.redact_ip_addresses
+            && let Some(i) = detectors::FAMILIES.iter().position(|f| f.kind == "ip-address")
+        {
+            enabled[i] = true;
+        }
+        for (i, switch) in policy.detectors.iter().enumerate() {
+            let targets: Vec<usize> = detectors::FAMILIES
+                .iter()
+                .enumerate()
+                .filter(|(_, f)| f.kind == switch.name || f.group.name() == switch.name)
+                .map(|(j, _)| j)
+                .collect();
+            if targets.is_empty() {
+                errors.push(format!(
+                    "detectors[{i}] '{}': unknown detector; use a group (secrets, env, pii) or a family such as {}",
+                    switch.name,
+                    detectors::FAMILIES.iter().take(6).map(|f| f.kind).collect::<Vec<_>>().join(", ")
+                ));
+            }
+            for j in targets {
+                enabled[j] = switch.enabled;
+                if let Some(a) = switch.action {
+                    actions[j] = a;
+                }
+            }
+        }
+        let mut compiled = Vec::new();
+        for (j, f) in detectors::FAMILIES.iter().enumerate() {
+            if !enabled[j] {
+                continue;
+            }
+            let regex = regex::Regex::new(f.pattern).expect("built-in patterns compile (tested)");
+            compiled.push(detectors::Detector {
+                kind: f.kind.to_owned(),
+                keywords: f.keywords.iter().map(|k| (*k).to_owned()).collect(),
+                regex,
+                capture: f.capture,
+                check: f.check,
+                min_digits: f.min_digits,
+                action: actions[j],
+            });
+        }
+        for (i, c) in policy.custom_patterns.iter().enumerate() {
+            match regex::RegexBuilder::new(&c.regex).size_limit(1 << 20).build() {
+                Ok(regex) => compiled.push(detectors::Detector {
+                    kind: c.name.clone(),
+                    keywords: c.keywords.clone(),
+                    regex,
+                    capture: 0,
+                    check: None,
+                    min_digits: 0,
+                    action: c.action,
+                }),
+                Err(e) => errors.push(format!(
+                    "customPatterns[{i}] '{}': the regex does not compile: {}",
+                    c.name,
+                    e.to_string().lines().last().unwrap_or("invalid")
+                )),
+            }
+        }
+        let mut json_paths = Vec::new();
+        for (i, rule) in policy.json_paths.iter().enumerate() {
+            match jsonpath::Path::parse(&rule.path) {
+                Ok(p) => json_paths.push((rule.name.clone(), p, rule.action)),
+                Err(reason) => errors.push(format!("jsonPaths[{i}] '{}': path '{}' {reason}", rule.name, rule.path)),
+            }
+        }
+        let uses_hash = policy.default_action == Action::Hash
+            || policy.headers.action == Action::Hash
+            || policy.detectors.iter().any(|d| d.action == Some(Action::Hash))
+            || policy.custom_patterns.iter().any(|c| c.action == Action::Hash)
+            || policy.json_paths.iter().any(|r| r.action == Action::Hash);
+        if uses_hash && hash_key.as_ref().is_none_or(|k| k.len() < 32) {
+            errors.push("a 'hash' action needs an HMAC key of at least 32 bytes (redaction.hashKeyFile)".to_owned());
+        }
+        if !errors.is_empty() {
+            return Err(PolicyError(errors));
+        }
+        Ok(Self {
+            header_mode: policy.headers.mode,
+            deny: policy.headers.deny.iter().map(|h| h.to_ascii_lowercase()).collect(),
+            allow: policy.headers.allow.iter().map(|h| h.to_ascii_lowercase()).collect(),
+            header_action: policy.headers.action,
+            secret_key_action: policy.default_action,
+            engine: detectors::Engine::new(compiled),
+            json_paths,
+            hash_key,
+        })
+    }
+
+    /// The default policy (every default detector on, mask).
+    pub fn new(policy: &McpRedactionPolicySpec) -> Self {
+        Self::compile(policy, None).expect("policy compiles")
+    }
+
+    /// Redacts header values; names are kept (lower-cased).
+    pub fn headers<'a>(
+        &self,
+        headers: impl Iterator<Item = (&'a str, &'a [u8])>,
+        summary: &mut BTreeMap<String, u32>,
+    ) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        for (name, value) in headers {
+            let name = name.to_ascii_lowercase();
+            let sensitive = match self.header_mode {
+                HeaderMode::DenyList => {
+                    BUILTIN_DENY.contains(&name.as_str())
+                        || SENSITIVE_NAME_PARTS.iter().any(|p| name.contains(p)) && name != "mcp-session-id"
+                        || self.deny.contains(&name)
+                }
+                HeaderMode::AllowList => !self.allow.contains(&name),
+            };
+            let text = if sensitive {
+                *summary.entry("header".to_owned()).or_default() += 1;
+                match (self.header_action, std::str::from_utf8(value)) {
+                    (Action::Hash, Ok(v)) => self.hmac("header", v),
+                    _ => "[REDACTED:header]".to_owned(),
+                }
+            } else {
+                match std::str::from_utf8(value) {
+                    Ok(v) => self.string(v, summary).unwrap_or_else(|| v.to_owned()),
+                    Err(_) => "[REDACTED:non-utf8]".to_owned(),
+                }
+            };
+            match out.entry(name) {
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert(text);
+                }
+                std::collections::btree_map::Entry::Occupied(mut e) => {
+                    let joined = format!("{}, {text}", e.get());
+                    e.insert(joined);
+                }
+            }
+        }
+        out
+    }
+
+    /// Redacts a JSON message in place: JSON-path rules, keys that name a secret, and every
+    /// string (object keys included) through the detectors.
+    pub fn json(&self, value: &mut Value, summary: &mut BTreeMap<String, u32>) -> Outcome {
+        let mut outcome = Outcome::default();
+        let mut path = Vec::new();
+        if self.walk(value, &mut path, summary, &mut outcome) == Fate::Drop {
+            *value = Value::Null;
+        }
+        outcome
+    }
+
+    fn walk(
+        &self,
+        value: &mut Value,
+        path: &mut Vec<jsonpath::Step>,
+        summary: &mut BTreeMap<String, u32>,
+        outcome: &mut Outcome,
+    ) -> Fate {
+        if !self.json_paths.is_empty() {
+            for (name, rule, action) in &self.json_paths {
+                if rule.matches(path) {
+                    *summary.entry(format!("json-path:{name}")).or_default() += 1;
+                    return self.apply_whole(value, name, *action, outcome);
+                }
+            }
+        }
+        match value {
+            Value::String(s) => match self.scan(s, summary) {
+                Scan::Clean => Fate::Keep,
+                Scan::Replaced(r) => {
+                    *s = r;
+                    Fate::Keep
+                }
+                Scan::Drop => Fate::Drop,
+                Scan::DropPayload(kind) => {
+                    outcome.drop_payload.get_or_insert(kind);
+                    Fate::Keep
+                }
+            },
+            Value::Array(items) => {
+                let track = !self.json_paths.is_empty();
+                for (i, item) in items.iter_mut().enumerate() {
+                    if track {
+                        path.push(jsonpath::Step::Index(i));
+                    }
+                    if self.walk(item, path, summary, outcome) == Fate::Drop {
+                        *item = Value::Null;
+                    }
+                    if track {
+                        path.pop();
+                    }
+                }
+                Fate::Keep
+            }
+            Value::Object(map) => {
+                // Keys are scanned first; the map is rebuilt only when a key changes or a
+                // member is dropped, which is rare.
+                let renamed: Vec<(String, String)> = map
+                    .keys()
+                    .filter_map(|k| match self.scan(k, summary) {
+                        Scan::Clean => None,
+                        Scan::Replaced(r) => Some((k.clone(), r)),
+                        Scan::Drop | Scan::DropPayload(_) => Some((k.clone(), "[REDACTED]".to_owned())),
+                    })
+                    .collect();
+                for (old, new) in renamed {
+                    if let Some(v) = map.remove(&old) {
+                        map.insert(new, v);
+                    }
+                }
+                let mut dropped = Vec::new();
+                for (key, v) in map.iter_mut() {
+                    let track = !self.json_paths.is_empty();
+                    if track {
+                        path.push(jsonpath::Step::Key(key.clone()));
+                    }
+                    let fate = if is_secret_key(key)
+                        && !matches!(v, Value::Null | Value::Object(_) | Value::Array(_) | Value::Bool(_))
+                    {
+                        *summary.entry("secret-key".to_owned()).or_default() += 1;
+                        self.apply_whole(v, "secret-key", self.secret_key_action, outcome)
+                    } else {
+                        self.walk(v, path, summary, outcome)
+                    };
+                    if track {
+                        path.pop();
+                    }
+                    if fate == Fate::Drop {
+                        dropped.push(key.clone());
+                    }
+                }
+                for key in dropped {
+                    map.remove(&key);
+                }
+                Fate::Keep
+            }
+            _ => Fate::Keep,
+        }
+    }
+
+    fn apply_whole(&self, value: &mut Value, kind: &str, action: Action, outcome: &mut Outcome) -> Fate {
+        match action {
+            Action::Mask => {
+                *value = Value::String(format!("[REDACTED:{kind}]"));
+                Fate::Keep
+            }
+            Action::Hash => {
+                let text = match &*value {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                *value = Value::String(self.hmac(kind, &text));
+                Fate::Keep
+            }
+            Action::Drop => Fate::Drop,
+            Action::DropPayload => {
+                outcome.drop_payload.get_or_insert(format!("rule:{kind}"));
+                Fate::Keep
+            }
+        }
+    }
+
+    /// Redacts one string; None when nothing was found. A `drop` or `drop-payload` hit in
+    /// a free-standing string (a header value) is masked instead.
+    pub fn string(&self, s: &str, summary: &mut BTreeMap<String, u32>) -> Option<String> {
+        match self.scan(s, summary) {
+            Scan::Clean => None,
+            Scan::Replaced(r) => Some(r),
+            Scan::Drop | Scan::DropPayload(_) => Some("[REDACTED]".to_owned()),
+        }
+    }
+
+    fn scan(&self, s: &str, summary: &mut BTreeMap<String, u32>) -> Scan {
+        let mut hits = Vec::new();
+        self.engine.scan(s, &mut hits);
+        if hits.is_empty() {
+            return Scan::Clean;
+        }
+        let detectors = self.engine.detectors();
+        let mut out = String::with_capacity(s.len());
+        let mut last = 0;
+        let mut fate = None;
+        for h in &hits {
+            let d = &detectors[h.detector];
+            *summary.entry(d.kind.clone()).or_default() += 1;
+            out.push_str(&s[last..h.start]);
+            match d.action {
+                Action::Mask => {
+                    out.push_str("[REDACTED:");
+                    out.push_str(&d.kind);
+                    out.push(']');
+                }
+                Action::Hash => out.push_str(&self.hmac(&d.kind, &s[h.start..h.end])),
+                Action::Drop => {
+                    fate.get_or_insert(Scan::Drop);
+                    out.push_str("[REDACTED]");
+                }
+                Action::DropPayload => {
+                    fate = Some(Scan::DropPayload(format!("rule:{}", d.kind)));
+                    out.push_str("[REDACTED]");
+                }
+            }
+            last = h.end;
+        }
+        out.push_str(&s[last..]);
+        fate.unwrap_or(Scan::Replaced(out))
+    }
+
+    fn hmac(&self, kind: &str, value: &str) -> String {
+        use hmac::Mac;
+        let Some(key) = &self.hash_key else { return format!("[REDACTED:{kind}]") };
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+        mac.update(value.as_bytes());
+        let digest = mac.finalize().into_bytes();
+        format!("[HMAC:{kind}:{}]", crate::mcp::trace::to_hex(&digest[..12]))
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+enum Fate {
+    Keep,
+    Drop,
+}
+
+enum Scan {
+    Clean,
+    Replaced(String),
+    Drop,
+    DropPayload(String),
+}
+
+fn is_secret_key(key: &str) -> bool {
+    let folded: String = key.chars().filter(|c| *c != '_' && *c != '-').flat_map(char::to_lowercase).collect();
+    const NOT_SECRET_TOKENS: &[&str] =
+        &["progresstoken", "pagetoken", "nextpagetoken", "nexttoken", "continuationtoken", "synctoken"];
+    SECRET_KEYS.contains(&folded.as_str())
+        || SECRET_KEY_ENDINGS.iter().any(|k| folded.ends_with(k))
+        || (folded.ends_with("token") && !NOT_SECRET_TOKENS.contains(&folded.as_str()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn redactor() -> Redactor {
+        Redactor::new(&McpRedactionPolicySpec::default())
+    }
+
+    #[test]
+    fn sensitive_headers_are_masked_and_others_kept() {
+        let mut summary = BTreeMap::new();
+        let headers: Vec<(&str, &[u8])> = vec![
+            ("Authorization", b"Bearer abc.def.ghi"),
+            ("X-Upstream-Token", b"t0k3n"),
+            ("Content-Type", b"application/json"),
+            ("Mcp-Session-Id", b"abc123"),
+        ];
+        let out = redactor().headers(headers.into_iter(), &mut summary);
+        assert_eq!(out["authorization"], "[REDACTED:header]");
+        assert_eq!(out["x-upstream-token"], "[REDACTED:header]");
+        assert_eq!(out["content-type"], "application/json");
+        assert_eq!(out["mcp-session-id"], "abc123");
+        assert_eq!(summary["header"], 2);
+    }
+
+    #[test]
+    fn secrets_in_json_are_removed() {
+        let aws = "AKIAIOSFODNN7EXAMPLE";
+        let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U";
+        let mut v =
+            json!({"params": {"arguments": {"password": "hunter2", "note": format!("key {aws} and {jwt}"), "n": 5}}});
+        let mut summary = BTreeMap::new();
+        redactor().json(&mut v, &mut summary);
+        let text = v.to_string();
+        assert!(!text.contains("hunter2") && !text.contains(aws) && !text.contains(&jwt[..20]), "{text}");
+        assert_eq!(v["params"]["arguments"]["n"], 5);
+        assert_eq!(summary["secret-key"], 1);
+        assert_eq!(summary["aws-access-key-id"], 1);
+        assert_eq!(summary["jwt"], 1);
+    }
+
+    #[test]
+    fn protocol_keys_are_not_secrets() {
+        for key in ["progressToken", "nextCursor", "tokens", "keyword", "sessionId"] {
+            assert!(!is_secret_key(key), "{key}");
+        }
+        for key in
+            ["password", "GITHUB_TOKEN", "githubToken", "client_secret", "AWS_SECRET_ACCESS_KEY", "x-api-key", "apiKey"]
+        {
+            assert!(is_secret_key(key), "{key}");
+        }
+    }
+
+    #[test]
+    fn a_policy_that_does_not_compile_is_refused_naming_the_rule() {
+        use mcp_ledger_crds::redaction::{CustomPattern, DetectorSwitch, JsonPathRule};
+        let policy = McpRedactionPolicySpec {
+            detectors: vec![DetectorSwitch { name: "no-such-detector".into(), enabled: false, action: None }],
+            custom_patterns: vec![CustomPattern {
+                name: "employee-id".into(),
+                regex: "EMP-(".into(),
+                keywords: vec![],
+                action: Action::Mask,
+            }],
+            json_paths: vec![JsonPathRule { name: "pw".into(), path: "params.password".into(), action: Action::Drop }],
+            default_action: Action::Hash,
+            ..Default::default()
+        };
+        let err = Redactor::compile(&policy, None).unwrap_err().to_string();
+        for needle in [
+            "detectors[0] 'no-such-detector': unknown detector",
+            "customPatterns[0] 'employee-id': the regex does not compile",
+            "jsonPaths[0] 'pw': path 'params.password' must start with '$'",
+            "a 'hash' action needs an HMAC key",
+        ] {
+            assert!(err.contains(needle), "missing {needle:?} in {err}");
+        }
+    }
+
+    #[test]
+    fn actions_mask_hash_drop_and_drop_payload() {
+        use mcp_ledger_crds::redaction::{CustomPattern, DetectorSwitch, JsonPathRule};
+        let key = b"0123456789abcdef0123456789abcdef-test-only".to_vec();
+        let policy = McpRedactionPolicySpec {
+            detectors: vec![DetectorSwitch { name: "email".into(), enabled: true, action: Some(Action::Hash) }],
+            json_paths: vec![
+                JsonPathRule { name: "card".into(), path: "$.params.arguments.card".into(), action: Action::Drop },
+                JsonPathRule { name: "blob".into(), path: "$..attachment".into(), action: Action::DropPayload },
+            ],
+            custom_patterns: vec![CustomPattern {
+                name: "employee-id".into(),
+                regex: "EMP-[0-9]{6}".into(),
+                keywords: vec!["emp-".into()],
+                action: Action::Mask,
+            }],
+            ..Default::default()
+        };
+        let r = Redactor::compile(&policy, Some(key)).unwrap();
+        let mut summary = BTreeMap::new();
+        let mut v = json!({"params": {"arguments": {"card": "x", "who": "ana@example.com", "again": "ana@example.com", "id": "EMP-123456", "other": "bob@example.org"}}});
+        assert_eq!(r.json(&mut v, &mut summary), Outcome::default());
+        let args = &v["params"]["arguments"];
+        assert!(args.get("card").is_none(), "dropped field: {v}");
+        let who = args["who"].as_str().unwrap();
+        assert!(who.starts_with("[HMAC:email:"), "{who}");
+        assert_eq!(args["again"], args["who"], "equal values hash equally");
+        assert_ne!(args["other"], args["who"]);
+        assert_eq!(args["id"], "[REDACTED:employee-id]");
+        let mut v = json!({"result": {"content": [{"attachment": "..."}]}});
+        assert_eq!(r.json(&mut v, &mut summary).drop_payload.as_deref(), Some("rule:blob"));
+    }
+
+    #[test]
+    fn detector_switches_turn_families_and_groups_off() {
+        use mcp_ledger_crds::redaction::DetectorSwitch;
+        let policy = McpRedactionPolicySpec {
+            detectors: vec![
+                DetectorSwitch { name: "pii".into(), enabled: false, action: None },
+                DetectorSwitch { name: "email".into(), enabled: true, action: None },
+            ],
+            ..Default::default()
+        };
+        let r = Redactor::compile(&policy, None).unwrap();
+        let mut summary = BTreeMap::new();
+        let out = r.string("mail ana@example.com or call +44 20 7946 0958", &mut summary).unwrap();
+        assert!(out.contains("[REDACTED:email]") && out.contains("+44 20 7946 0958"), "{out}");
+    }
+
+    #[test]
+    fn ordinary_text_is_untouched() {
+        let mut summary = BTreeMap::new();
+        assert_eq!(redactor().string("the sky is blue; AKIA is a prefix; sk-short", &mut summary), None);
+        assert!(summary.is_empty());
+    }
+}
