@@ -82,7 +82,9 @@ async fn check_python_scenario(mode: &str, transport: &str) {
         assert_eq!(r.server.pod.as_deref(), Some("test-pod-0"));
         assert_eq!(r.client_ip.as_deref(), Some("127.0.0.1"));
         assert!(r.observed_timestamp >= r.timestamp || r.direction == Direction::ClientToServer);
-        assert_ne!(r.event_type, EventType::ParseError, "unexpected parse error: {r:?}");
+        // Only a client closing its event stream mid-event may show up as a cut stream.
+        let allowed = r.error.as_ref().is_some_and(|e| e.kind == "client_disconnected");
+        assert!(r.event_type != EventType::ParseError || allowed, "unexpected parse error: {r:?}");
     }
     let mut uniques: Vec<_> = records.iter().map(|r| &r.request_id.unique).collect();
     uniques.sort();

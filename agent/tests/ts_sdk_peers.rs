@@ -84,7 +84,16 @@ async fn scenario(server_transport: &str, client_transport: &str, path: &str) {
     // Every event on the wire is recorded; the SDK drops progress that arrives after the
     // result, so the client may have seen fewer than the server sent (3 steps).
     assert!(progress >= client_progress && progress <= 3, "recorded {progress}, client saw {client_progress}");
-    assert!(records.iter().all(|r| r.event_type != EventType::ParseError), "no parse errors with a conforming peer");
+    // A conforming peer causes no parse errors; the one thing allowed is the client closing
+    // its event stream at the end while an event was in flight, which the agent records
+    // as a cut stream.
+    let unexpected: Vec<_> = records
+        .iter()
+        .filter(|r| {
+            r.event_type == EventType::ParseError && r.error.as_ref().is_none_or(|e| e.kind != "client_disconnected")
+        })
+        .collect();
+    assert!(unexpected.is_empty(), "parse errors with a conforming peer: {unexpected:?}");
     let _ = std::fs::remove_dir_all(dir);
 }
 
