@@ -304,18 +304,9 @@ impl Processor {
         let messages = match self.parse(body, truncated) {
             Ok(m) => m,
             Err(reason) => {
-                let mut r = self.record(
-                    ex,
-                    EventType::ParseError,
-                    Level::Warn,
-                    Direction::ClientToServer,
-                    ex.trace,
-                    head_headers,
-                );
+                let mut r = self.parse_error_record(ex, Direction::ClientToServer, None, "parse_error", Some(reason));
                 r.body_bytes = wire_bytes;
                 r.body_truncated = truncated;
-                r.redaction.payload_dropped = Some(reason.clone());
-                r.error = Some(RecordError { kind: "parse_error".into(), code: None, message: Some(reason) });
                 out.push(r);
                 return;
             }
@@ -419,20 +410,10 @@ impl Processor {
         let messages = match self.parse(body, truncated) {
             Ok(m) => m,
             Err(reason) => {
-                let mut r = self.record(
-                    ex,
-                    EventType::ParseError,
-                    Level::Warn,
-                    Direction::ServerToClient,
-                    ex.trace,
-                    Headers::Response(head),
-                );
-                r.response_code = Some(head.status);
-                r.response_type = Some(head.content.as_str().into());
+                let mut r =
+                    self.parse_error_record(ex, Direction::ServerToClient, Some(head), "parse_error", Some(reason));
                 r.body_bytes = wire_bytes;
                 r.body_truncated = truncated;
-                r.redaction.payload_dropped = Some(reason.clone());
-                r.error = Some(RecordError { kind: "parse_error".into(), code: None, message: Some(reason) });
                 out.push(r);
                 return;
             }
@@ -638,18 +619,7 @@ impl Processor {
         }
         if let EndOutcome::Cut(reason) = outcome {
             self.metrics.parse_errors.with_label_values(&[reason]).inc();
-            let mut r = self.record(
-                ex,
-                EventType::ParseError,
-                Level::Warn,
-                Direction::ServerToClient,
-                ex.trace,
-                Headers::Response(head),
-            );
-            r.response_code = Some(head.status);
-            r.response_type = Some(head.content.as_str().into());
-            r.error = Some(RecordError { kind: reason.into(), code: None, message: None });
-            out.push(r);
+            out.push(self.parse_error_record(ex, Direction::ServerToClient, Some(head), reason, None));
         }
         let ended = if ex.http_method == http::Method::DELETE && head.status < 300 {
             ex.session_id.as_ref().map(|s| format!("mcp:{s}"))
@@ -693,6 +663,30 @@ impl Processor {
         r.error =
             Some(RecordError { kind: "upstream_unavailable".into(), code: None, message: Some(reason.to_owned()) });
         out.push(r);
+    }
+
+    /// A `parse-error` record: the body could not be read as MCP (or the stream was cut);
+    /// the payload is never recorded raw.
+    fn parse_error_record(
+        &self,
+        ex: &Exchange,
+        direction: Direction,
+        head: Option<&ResponseHead>,
+        kind: &str,
+        reason: Option<String>,
+    ) -> AuditRecord {
+        let headers = match head {
+            Some(h) => Headers::Response(h),
+            None => Headers::Request(ex),
+        };
+        let mut r = self.record(ex, EventType::ParseError, Level::Warn, direction, ex.trace, headers);
+        if let Some(h) = head {
+            r.response_code = Some(h.status);
+            r.response_type = Some(h.content.as_str().into());
+        }
+        r.redaction.payload_dropped = reason.clone();
+        r.error = Some(RecordError { kind: kind.to_owned(), code: None, message: reason });
+        r
     }
 
     fn parse(&self, body: &Bytes, truncated: bool) -> Result<Vec<Message>, String> {

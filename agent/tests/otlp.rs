@@ -80,7 +80,10 @@ async fn run_scenario(
     let mut cfg = config(port, dir);
     cfg.exporters.otlp =
         Some(OtlpConfig { endpoint: format!("http://127.0.0.1:{receiver_port}"), protocol, timeout_ms: 2_000 });
+    // A few batches of 8, so the refused exports exercise retries without the exporter's
+    // bounded backlog (8 batches) overflowing while it backs off.
     cfg.pipeline.batch_size = 8;
+    cfg.pipeline.flush_interval_ms = 1_000;
     let agent = Agent::start(cfg).await;
     python_client(&agent.url("/mcp"), "legacy", "streamable-http");
     let records = agent.stop().await;

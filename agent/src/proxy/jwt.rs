@@ -57,17 +57,14 @@ pub struct Verified {
     pub groups: Vec<String>,
 }
 
-const ASYMMETRIC: &[Algorithm] = &[
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-    Algorithm::ES256,
-    Algorithm::ES384,
-    Algorithm::EdDSA,
-];
+const RSA: &[Algorithm] =
+    &[Algorithm::RS256, Algorithm::RS384, Algorithm::RS512, Algorithm::PS256, Algorithm::PS384, Algorithm::PS512];
+const EC: &[Algorithm] = &[Algorithm::ES256, Algorithm::ES384];
+
+/// Whether `alg` is an asymmetric algorithm this verifier accepts (never HS*, never none).
+fn asymmetric(alg: Algorithm) -> bool {
+    RSA.contains(&alg) || EC.contains(&alg) || alg == Algorithm::EdDSA
+}
 
 impl JwtVerifier {
     /// Loads the keys.
@@ -82,7 +79,7 @@ impl JwtVerifier {
                 let key = DecodingKey::from_jwk(jwk)
                     .map_err(|e| JwtConfigError::Key { path: path.clone(), reason: format!("unusable key: {e}") })?;
                 let algorithms = match jwk.common.key_algorithm.and_then(|a| a.to_string().parse::<Algorithm>().ok()) {
-                    Some(a) if ASYMMETRIC.contains(&a) => vec![a],
+                    Some(a) if asymmetric(a) => vec![a],
                     Some(a) => {
                         return Err(JwtConfigError::Key {
                             path: path.clone(),
@@ -136,7 +133,7 @@ impl JwtVerifier {
     /// Verifies one token.
     pub fn verify_token(&self, token: &str) -> Option<Verified> {
         let header = jsonwebtoken::decode_header(token).ok()?;
-        if !ASYMMETRIC.contains(&header.alg) {
+        if !asymmetric(header.alg) {
             return None;
         }
         let mut validation = Validation::new(header.alg);
@@ -182,17 +179,8 @@ fn is_rsa(pem: &[u8]) -> bool {
 fn algorithms_for(key: &DecodingKey) -> Vec<Algorithm> {
     use jsonwebtoken::AlgorithmFamily;
     match key.family() {
-        AlgorithmFamily::Rsa => {
-            vec![
-                Algorithm::RS256,
-                Algorithm::RS384,
-                Algorithm::RS512,
-                Algorithm::PS256,
-                Algorithm::PS384,
-                Algorithm::PS512,
-            ]
-        }
-        AlgorithmFamily::Ec => vec![Algorithm::ES256, Algorithm::ES384],
+        AlgorithmFamily::Rsa => RSA.to_vec(),
+        AlgorithmFamily::Ec => EC.to_vec(),
         AlgorithmFamily::Ed => vec![Algorithm::EdDSA],
         AlgorithmFamily::Hmac => vec![],
     }
