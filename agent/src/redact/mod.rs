@@ -205,6 +205,9 @@ impl Redactor {
                 HeaderMode::DenyList => {
                     BUILTIN_DENY.contains(&name.as_str())
                         || SENSITIVE_NAME_PARTS.iter().any(|p| name.contains(p)) && name != "mcp-session-id"
+                        // 2026-07-28 `Mcp-Param-*` headers repeat tool arguments; the body
+                        // carries them through the JSON rules, the copies are not kept.
+                        || name.starts_with("mcp-param-")
                         || self.deny.contains(&name)
                 }
                 HeaderMode::AllowList => !self.allow.contains(&name),
@@ -451,13 +454,17 @@ mod tests {
             ("X-Upstream-Token", b"t0k3n"),
             ("Content-Type", b"application/json"),
             ("Mcp-Session-Id", b"abc123"),
+            ("Mcp-Param-Password", b"hunter2"),
+            ("Mcp-Name", b"search"),
         ];
         let out = redactor().headers(headers.into_iter(), &mut summary);
         assert_eq!(out["authorization"], "[REDACTED:header]");
         assert_eq!(out["x-upstream-token"], "[REDACTED:header]");
         assert_eq!(out["content-type"], "application/json");
         assert_eq!(out["mcp-session-id"], "abc123");
-        assert_eq!(summary["header"], 2);
+        assert_eq!(out["mcp-param-password"], "[REDACTED:header]");
+        assert_eq!(out["mcp-name"], "search");
+        assert_eq!(summary["header"], 3);
     }
 
     #[test]
