@@ -96,7 +96,7 @@ fn agent(upstream: u16, work: &std::path::Path) -> (Proc, u16, u16) {
 }
 
 async fn metrics(admin: u16) -> String {
-    let mut send = connect(admin, "").await;
+    let mut send = connect(admin).await;
     let req = hyper::Request::get("/metrics").header("host", "127.0.0.1").body(Full::new(Bytes::new())).unwrap();
     let resp = send.send_request(req).await.unwrap();
     String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
@@ -109,7 +109,7 @@ fn metric_sum(text: &str, name: &str) -> f64 {
                 && (l.as_bytes().get(name.len()) == Some(&b' ') || l.as_bytes().get(name.len()) == Some(&b'{'))
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+        .fold(0.0, |a, b| a + b)
 }
 
 /// Waits until the agent has processed everything it captured (queue depth 0).
@@ -124,12 +124,11 @@ async fn drained(admin: u16) -> String {
     }
 }
 
-async fn connect(port: u16, host: &str) -> http1::SendRequest<Full<Bytes>> {
+async fn connect(port: u16) -> http1::SendRequest<Full<Bytes>> {
     let stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     stream.set_nodelay(true).unwrap();
     let (send, conn) = http1::handshake(TokioIo::new(stream)).await.unwrap();
     tokio::spawn(conn);
-    let _ = host;
     send
 }
 
@@ -154,7 +153,7 @@ async fn saturate(port: u16, path: &'static str, conns: usize, secs: f64) -> f64
     let mut tasks = Vec::new();
     for _ in 0..conns {
         let (stop, done) = (stop.clone(), done.clone());
-        let mut send = connect(port, "").await;
+        let mut send = connect(port).await;
         tasks.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
                 let resp = send.send_request(request(port, path)).await.expect("request");
@@ -183,7 +182,7 @@ async fn fixed_rate(port: u16, path: &'static str, rate: u32, conns: usize, secs
     let start = Instant::now() + Duration::from_millis(50);
     let mut tasks = Vec::new();
     for c in 0..conns {
-        let mut send = connect(port, "").await;
+        let mut send = connect(port).await;
         let offset = interval.mul_f64(c as f64 / conns as f64);
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::with_capacity(per_conn);
@@ -323,5 +322,4 @@ async fn run() {
         println!("\n[real SDK server] skipped: .venv missing (run `make peers`)");
     }
     let _ = std::fs::remove_dir_all(&work);
-    let _ = BODY;
 }

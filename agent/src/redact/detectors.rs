@@ -310,8 +310,8 @@ pub struct Detector {
     pub check: Option<fn(&str) -> bool>,
     /// For keyword-less detectors: digits a string needs to be a candidate.
     pub min_digits: usize,
-    /// Index into the policy's action table.
-    pub action: super::ActionIdx,
+    /// What happens to a match.
+    pub action: mcp_ledger_crds::redaction::Action,
 }
 
 /// A match to redact.

@@ -56,9 +56,6 @@ pub mod checks;
 pub mod detectors;
 pub mod jsonpath;
 
-/// The action a detector applies.
-pub type ActionIdx = Action;
-
 /// A policy that does not compile; each entry names the rule and the reason.
 #[derive(Debug, thiserror::Error)]
 #[error("redaction policy refused: {}", .0.join("; "))]
