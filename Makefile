@@ -9,7 +9,7 @@ CRDGEN_ARGS := --crd-dir crds --crd-dir charts/mcp-ledger/crds --schema-dir crds
 
 .PHONY: help
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 .PHONY: toolchain
 toolchain:
@@ -18,7 +18,7 @@ toolchain:
 PYTHON := .venv/bin/python
 
 .PHONY: peers
-peers: ## Install the real test peers: MCP Python SDK, OTLP receivers (.venv), Prometheus (Debian)
+peers: ## Install the real test peers: MCP Python and TypeScript SDKs, OTLP receivers, Prometheus
 	@scripts/install-peers.sh
 
 .PHONY: generate
