@@ -52,7 +52,7 @@ unit: toolchain peers ## All Rust tests (unit and in-process integration); clust
 test: lint generate-check unit ## Everything CI runs: lint, generated-files check, all tests
 
 .PHONY: e2e
-e2e: toolchain ## Cluster tests against $$KUBECONFIG (print why they skip when it points nowhere)
+e2e: toolchain ## Cluster tests against the cluster KUBECONFIG points to (print why they skip when it points nowhere)
 	MCP_LEDGER_E2E=1 $(CARGO) test --locked -p mcp-ledger-tests --test 'e2e_*' -- --nocapture --test-threads=1
 
 .PHONY: demo
