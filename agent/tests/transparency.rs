@@ -173,3 +173,32 @@ async fn a_stream_cut_mid_event_is_passed_on_and_recorded() {
     assert_eq!(unanswered.request_id.jsonrpc.as_deref(), Some("1"));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_clients_get_the_same_answer_and_are_recorded() {
+    let (_server, port) = python_server("streamable-http", &["--json-response"]);
+    let dir = scratch("h2c");
+    let agent = Agent::start(config(port, &dir)).await;
+    let body = call(21, "add", serde_json::json!({"a": 40, "b": 2}));
+    let direct = raw("POST", &format!("http://127.0.0.1:{port}/mcp"), &headers("add"), body.clone()).await;
+    // HTTP/2 with prior knowledge (h2c) to the agent; the agent speaks HTTP/1.1 upstream.
+    let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).http2_only(true).build_http();
+    let mut req = http::Request::post(agent.url("/mcp"));
+    for (k, v) in headers("add") {
+        req = req.header(k, v);
+    }
+    let resp = client.request(req.body(http_body_util::Full::new(bytes::Bytes::from(body))).unwrap()).await.unwrap();
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+    assert_eq!(resp.status().as_u16(), direct.status);
+    use http_body_util::BodyExt;
+    let via = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(via, direct.body, "h2c answer differs from the direct HTTP/1.1 answer");
+    let records = agent.stop().await;
+    let answer = records
+        .iter()
+        .find(|r| r.event_type == EventType::McpResponseSuccess && r.request_id.jsonrpc.as_deref() == Some("21"))
+        .expect("the h2c call is recorded");
+    assert_eq!(answer.tool_name.as_deref(), Some("add"));
+    let _ = std::fs::remove_dir_all(dir);
+}
