@@ -329,7 +329,7 @@ impl Processor {
             r.method = Some(method.clone());
             r.request_id.jsonrpc = msg.id_text();
             r.tool_name = msg.tool_name().map(str::to_owned);
-            r.tool_id = r.tool_name.as_ref().map(|t| format!("{}/{t}", self.server.name));
+            r.tool_id = r.tool_name.as_deref().map(|t| self.tool_id(t));
             if let Some(v) = msg.protocol_version() {
                 r.protocol_version = Some(v.to_owned());
             }
@@ -527,9 +527,9 @@ impl Processor {
         r.method = method.clone();
         if let Some(p) = &pending {
             let elapsed = p.started.elapsed();
-            r.duration_ns = Some(elapsed.as_nanos().min(u128::from(u64::MAX)) as u64);
+            r.duration_ns = Some(saturating_nanos(elapsed));
             r.tool_name = p.tool.clone();
-            r.tool_id = p.tool.as_ref().map(|t| format!("{}/{t}", self.server.name));
+            r.tool_id = p.tool.as_deref().map(|t| self.tool_id(t));
             let method_label = jsonrpc::method_label(&p.method);
             if direction == Direction::ServerToClient {
                 let tool_label = p.tool.as_deref().map(|t| self.tool_label(t)).unwrap_or("");
@@ -603,7 +603,7 @@ impl Processor {
             r.tool_name = p.tool.clone();
             r.response_code = Some(head.status);
             r.response_type = Some(head.content.as_str().into());
-            r.duration_ns = Some(p.started.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64);
+            r.duration_ns = Some(saturating_nanos(p.started.elapsed()));
             let kind = match outcome {
                 EndOutcome::Complete => format!("http_{}", head.status),
                 EndOutcome::ClientClosed => "client_disconnected".to_owned(),
@@ -699,6 +699,11 @@ impl Processor {
             // The parser's message can quote the body: keep only the kind (fail closed).
             format!("unparseable body ({})", e.kind())
         })
+    }
+
+    /// `<server>/<tool>`; the `@<definitionHash>` suffix comes with tool fingerprints (issue 8).
+    fn tool_id(&self, tool: &str) -> String {
+        format!("{}/{tool}", self.server.name)
     }
 
     fn tool_label(&self, tool: &str) -> &'static str {
@@ -858,6 +863,11 @@ fn error_message(body: &Value) -> Option<String> {
         .iter()
         .find_map(|c| c.get("text").and_then(Value::as_str))
         .map(|t| t.chars().take(512).collect())
+}
+
+/// A duration in nanoseconds, saturating at `u64::MAX` (about 584 years).
+fn saturating_nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// The session id in a 2024-11-05 endpoint URL (`?session_id=` or `?sessionId=`).

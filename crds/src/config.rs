@@ -4,7 +4,7 @@
 //! Every struct denies unknown fields, so a typo in a hand-written file is an error that
 //! names the field, not a silently ignored setting.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -84,7 +84,7 @@ impl AgentConfig {
             problems.push(format!("exporters.otlp.endpoint: '{}' {reason}", otlp.endpoint));
         }
         for (i, cidr) in self.identity.trusted_proxies.iter().enumerate() {
-            if !looks_like_cidr(cidr) {
+            if Cidr::parse(cidr).is_none() {
                 problems.push(format!("identity.trustedProxies[{i}]: '{cidr}' is not a CIDR like 10.0.0.0/8"));
             }
         }
@@ -96,7 +96,7 @@ impl AgentConfig {
                 );
             }
             for (i, cidr) in gw.cidrs.iter().enumerate() {
-                if !looks_like_cidr(cidr) {
+                if Cidr::parse(cidr).is_none() {
                     problems
                         .push(format!("identity.trustedGateway.cidrs[{i}]: '{cidr}' is not a CIDR like 10.0.0.0/8"));
                 }
@@ -137,19 +137,44 @@ fn check_http_url(url: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-fn looks_like_cidr(text: &str) -> bool {
-    match text.split_once('/') {
-        Some((addr, bits)) => {
-            let Ok(bits) = bits.parse::<u8>() else {
-                return false;
-            };
-            match addr.parse::<std::net::IpAddr>() {
-                Ok(std::net::IpAddr::V4(_)) => bits <= 32,
-                Ok(std::net::IpAddr::V6(_)) => bits <= 128,
-                Err(_) => false,
+/// An IP network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    addr: IpAddr,
+    bits: u8,
+}
+
+impl Cidr {
+    /// Parses `a.b.c.d/n`, `v6/n` or a bare address.
+    pub fn parse(text: &str) -> Option<Self> {
+        let (addr, bits) = match text.split_once('/') {
+            Some((a, b)) => (a.parse::<IpAddr>().ok()?, b.parse::<u8>().ok()?),
+            None => {
+                let a = text.parse::<IpAddr>().ok()?;
+                (a, if a.is_ipv4() { 32 } else { 128 })
             }
+        };
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        (bits <= max).then_some(Self { addr, bits })
+    }
+
+    /// Whether `ip` is inside.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = if self.bits == 0 { 0 } else { u32::MAX << (32 - self.bits) };
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = if self.bits == 0 { 0 } else { u128::MAX << (128 - self.bits) };
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
         }
-        None => text.parse::<std::net::IpAddr>().is_ok(),
     }
 }
 

@@ -6,7 +6,7 @@ use std::io::Write;
 
 use mcp_ledger_crds::AuditRecord;
 
-use super::ExportError;
+use super::{ExportError, enum_text};
 
 /// The header row.
 pub const COLUMNS: &[&str] = &[
@@ -74,13 +74,6 @@ impl Csv {
         }
         self.out.flush()?;
         Ok(())
-    }
-}
-
-fn enum_text<T: serde::Serialize>(v: &T) -> String {
-    match serde_json::to_value(v) {
-        Ok(serde_json::Value::String(s)) => s,
-        _ => String::new(),
     }
 }
 

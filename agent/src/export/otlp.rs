@@ -17,8 +17,8 @@ use mcp_ledger_crds::record::attr;
 use prost::Message as _;
 use serde_json::Value;
 
-use super::ExportError;
 use super::proto::{self, AnyValue, KeyValue, any_value};
+use super::{ExportError, enum_text};
 
 const GRPC_PATH: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
 
@@ -151,13 +151,6 @@ fn nanos(ts: jiff::Timestamp) -> u64 {
 
 fn hex_bytes(hex: &str) -> Vec<u8> {
     (0..hex.len() / 2).filter_map(|i| u8::from_str_radix(hex.get(i * 2..i * 2 + 2)?, 16).ok()).collect()
-}
-
-fn enum_text<T: serde::Serialize>(v: &T) -> String {
-    match serde_json::to_value(v) {
-        Ok(Value::String(s)) => s,
-        _ => String::new(),
-    }
 }
 
 /// One audit record as an OTLP LogRecord.

@@ -310,6 +310,8 @@ pub struct Detector {
     pub check: Option<fn(&str) -> bool>,
     /// For keyword-less detectors: digits a string needs to be a candidate.
     pub min_digits: usize,
+    /// The shortest text this detector can match.
+    pub min_len: usize,
     /// What happens to a match.
     pub action: mcp_ledger_crds::redaction::Action,
 }
@@ -331,12 +333,17 @@ pub struct Engine {
     prefilter: Option<AhoCorasick>,
     keyword_owner: Vec<usize>,
     always: Vec<usize>,
-    max_min_len: usize,
+    shortest: usize,
 }
+
+/// No built-in family matches fewer bytes than this (the shortest is an email address
+/// like `a@b.io`), so shorter strings are not scanned unless a custom pattern is set.
+pub const SHORTEST_BUILT_IN_MATCH: usize = 6;
 
 impl Engine {
     /// Compiles `detectors`.
     pub fn new(compiled: Vec<Detector>) -> Self {
+        let shortest = compiled.iter().map(|d| d.min_len).min().unwrap_or(usize::MAX);
         let mut keywords = Vec::new();
         let mut keyword_owner = Vec::new();
         let mut always = Vec::new();
@@ -356,7 +363,7 @@ impl Engine {
                 .build(&keywords)
                 .expect("keywords compile")
         });
-        Self { detectors: compiled, prefilter, keyword_owner, always, max_min_len: 6 }
+        Self { detectors: compiled, prefilter, keyword_owner, always, shortest }
     }
 
     /// The detectors.
@@ -367,7 +374,7 @@ impl Engine {
     /// Finds every detection in `s`, non-overlapping, earlier detectors winning ties.
     pub fn scan(&self, s: &str, hits: &mut Vec<Hit>) {
         hits.clear();
-        if s.len() < self.max_min_len {
+        if s.len() < self.shortest {
             return;
         }
         // Candidate detectors as a bit set on the stack (heap only past 256 detectors).

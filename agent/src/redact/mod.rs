@@ -133,6 +133,7 @@ impl Redactor {
                 capture: f.capture,
                 check: f.check,
                 min_digits: f.min_digits,
+                min_len: detectors::SHORTEST_BUILT_IN_MATCH,
                 action: actions[j],
             });
         }
@@ -145,6 +146,7 @@ impl Redactor {
                     capture: 0,
                     check: None,
                     min_digits: 0,
+                    min_len: 1,
                     action: c.action,
                 }),
                 Err(e) => errors.push(format!(
@@ -549,6 +551,23 @@ mod tests {
         assert_eq!(args["id"], "[REDACTED:employee-id]");
         let mut v = json!({"result": {"content": [{"attachment": "..."}]}});
         assert_eq!(r.json(&mut v, &mut summary).drop_payload.as_deref(), Some("rule:blob"));
+    }
+
+    #[test]
+    fn short_custom_matches_are_redacted() {
+        use mcp_ledger_crds::redaction::CustomPattern;
+        let policy = McpRedactionPolicySpec {
+            custom_patterns: vec![CustomPattern {
+                name: "pin".into(),
+                regex: "^[0-9]{4}$".into(),
+                keywords: vec![],
+                action: Action::Mask,
+            }],
+            ..Default::default()
+        };
+        let r = Redactor::compile(&policy, None).unwrap();
+        let mut summary = BTreeMap::new();
+        assert_eq!(r.string("4821", &mut summary).as_deref(), Some("[REDACTED:pin]"));
     }
 
     #[test]
