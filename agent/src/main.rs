@@ -26,15 +26,16 @@ struct Args {
     #[arg(long, env = "MCP_LEDGER_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
 
-    /// [local] URL of the MCP server to put the agent in front of, e.g. http://127.0.0.1:8000.
+    /// URL of the MCP server to put the agent in front of, e.g. http://127.0.0.1:8000.
+    /// Overrides the config file (the operator passes the app's port this way).
     #[arg(long, value_name = "URL")]
     upstream: Option<String>,
 
-    /// [local] Address the proxy listens on for MCP clients.
+    /// Address the proxy listens on for MCP clients. Overrides the config file.
     #[arg(long, value_name = "ADDR")]
     listen: Option<String>,
 
-    /// [local] Address of the admin listener (/metrics, /healthz, /readyz).
+    /// Address of the admin listener (/metrics, /healthz, /readyz). Overrides the config file.
     #[arg(long, value_name = "ADDR")]
     admin: Option<String>,
 
@@ -108,18 +109,18 @@ fn load(args: &Args) -> Result<AgentConfig> {
             AgentConfig { server: ServerConfig { name: "local".into(), ..Default::default() }, ..Default::default() }
         }
     };
+    if let Some(v) = &args.upstream {
+        config.upstream.url = v.clone();
+    }
+    if let Some(v) = &args.listen {
+        config.listen.proxy = v.clone();
+    }
+    if let Some(v) = &args.admin {
+        config.listen.admin = v.clone();
+    }
     if args.mode == Mode::Local {
         if config.server.path.is_empty() {
             config.server.path = "/mcp".into();
-        }
-        if let Some(v) = &args.upstream {
-            config.upstream.url = v.clone();
-        }
-        if let Some(v) = &args.listen {
-            config.listen.proxy = v.clone();
-        }
-        if let Some(v) = &args.admin {
-            config.listen.admin = v.clone();
         }
         if let Some(v) = &args.server_name {
             config.server.name = v.clone();

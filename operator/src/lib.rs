@@ -1,3 +1,9 @@
 //! The mcp-ledger operator library. The binaries in `src/bin` only wire it up.
+//!
+//! Decisions are pure functions with unit tests ([`inject`], [`inventory`], [`render`],
+//! [`admission`]); the controllers, the webhook server and the inventory API only fetch,
+//! call those functions and write.
 
 pub mod generate;
+pub mod inject;
+pub mod names;
