@@ -6,4 +6,5 @@
 
 pub mod generate;
 pub mod inject;
+pub mod inventory;
 pub mod names;

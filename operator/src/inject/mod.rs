@@ -480,4 +480,4 @@ fn agent_container(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
