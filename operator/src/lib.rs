@@ -8,3 +8,4 @@ pub mod generate;
 pub mod inject;
 pub mod inventory;
 pub mod names;
+pub mod render;
