@@ -4,6 +4,7 @@
 //! [`admission`]); the controllers, the webhook server and the inventory API only fetch,
 //! call those functions and write.
 
+pub mod admission;
 pub mod generate;
 pub mod inject;
 pub mod inventory;
