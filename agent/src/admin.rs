@@ -14,12 +14,14 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::metrics::Metrics;
+/// Renders the Prometheus text exposition of a binary's metrics.
+pub type RenderMetrics = Arc<dyn Fn() -> String + Send + Sync>;
 
-/// Serves the admin endpoints until `shutdown` turns true.
+/// Serves the admin endpoints until `shutdown` turns true. Shared by the agent and the
+/// operator: `metrics` renders the binary's registry.
 pub async fn serve(
     listener: TcpListener,
-    metrics: Metrics,
+    metrics: RenderMetrics,
     ready: Arc<AtomicBool>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -42,9 +44,9 @@ pub async fn serve(
     }
 }
 
-fn route(path: &str, metrics: &Metrics, ready: bool) -> Response<Full<Bytes>> {
+fn route(path: &str, metrics: &RenderMetrics, ready: bool) -> Response<Full<Bytes>> {
     let (status, content_type, body) = match path {
-        "/metrics" => (StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", metrics.render()),
+        "/metrics" => (StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", metrics()),
         "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_owned()),
         "/readyz" if ready => (StatusCode::OK, "text/plain", "ready\n".to_owned()),
         "/readyz" => (StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not ready\n".to_owned()),

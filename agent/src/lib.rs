@@ -158,7 +158,11 @@ pub async fn run(config: AgentConfig, options: RunOptions, shutdown: watch::Rece
         "mcp-ledger agent listening"
     );
     let ready = Arc::new(AtomicBool::new(true));
-    let admin_task = tokio::spawn(admin::serve(admin_listener, metrics.clone(), ready.clone(), shutdown.clone()));
+    let render: admin::RenderMetrics = {
+        let metrics = metrics.clone();
+        Arc::new(move || metrics.render())
+    };
+    let admin_task = tokio::spawn(admin::serve(admin_listener, render, ready.clone(), shutdown.clone()));
     if let Some(path) = options.config_file.clone() {
         tokio::spawn(watch_policy(path, redactor_tx, shutdown.clone()));
     }

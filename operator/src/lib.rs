@@ -8,5 +8,7 @@ pub mod admission;
 pub mod generate;
 pub mod inject;
 pub mod inventory;
+pub mod metrics;
 pub mod names;
 pub mod render;
+pub mod webhook;

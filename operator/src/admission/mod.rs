@@ -121,9 +121,17 @@ pub fn parse_review(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, Stri
     review.try_into().map_err(|_| "the AdmissionReview has no request".to_owned())
 }
 
-/// Serializes a response inside an AdmissionReview v1.
+/// Serializes a response inside an AdmissionReview v1. The patch goes out as a base64
+/// string, the encoding of Go's `[]byte` that the API server documents (kube-core writes
+/// it as an array of numbers).
 pub fn review_body(response: AdmissionResponse) -> Vec<u8> {
-    serde_json::to_vec(&response.into_review()).expect("an AdmissionReview serializes")
+    use base64::Engine;
+    let patch = response.patch.clone();
+    let mut review = serde_json::to_value(response.into_review()).expect("an AdmissionReview serializes");
+    if let Some(bytes) = patch {
+        review["response"]["patch"] = Value::String(base64::engine::general_purpose::STANDARD.encode(bytes));
+    }
+    serde_json::to_vec(&review).expect("JSON values serialize")
 }
 
 fn typed<T: DeserializeOwned>(object: &Option<DynamicObject>) -> Result<(T, Value), String> {
