@@ -5,9 +5,13 @@
 //! call those functions and write.
 
 pub mod admission;
+pub mod cache;
+pub mod controller;
+pub mod error;
 pub mod generate;
 pub mod inject;
 pub mod inventory;
+pub mod leader;
 pub mod metrics;
 pub mod names;
 pub mod render;

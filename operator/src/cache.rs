@@ -1,0 +1,73 @@
+//! The caches every replica keeps for the webhooks: McpServers and McpRedactionPolicies,
+//! watched cluster-wide and answered from memory, so that admission never waits on the
+//! API server.
+
+use futures::StreamExt;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, ResourceExt};
+use mcp_ledger_crds::{McpRedactionPolicy, McpServer};
+
+use crate::webhook::Lookup;
+
+/// Readers of the watched objects.
+#[derive(Clone)]
+pub struct Caches {
+    /// Every McpServer.
+    pub servers: Store<McpServer>,
+    /// Every McpRedactionPolicy.
+    pub policies: Store<McpRedactionPolicy>,
+}
+
+impl Lookup for Caches {
+    fn servers(&self, namespace: &str) -> Vec<McpServer> {
+        self.servers
+            .state()
+            .iter()
+            .filter(|s| s.namespace().as_deref() == Some(namespace))
+            .map(|s| s.as_ref().clone())
+            .collect()
+    }
+
+    fn redaction_policies(&self, namespace: &str) -> Vec<String> {
+        self.policies
+            .state()
+            .iter()
+            .filter(|p| p.namespace().as_deref() == Some(namespace))
+            .map(|p| p.name_any())
+            .collect()
+    }
+}
+
+impl Caches {
+    /// Starts the watches; they retry with backoff for as long as the process runs.
+    pub fn start(client: Client) -> Self {
+        let (servers, writer) = reflector::store();
+        let stream =
+            reflector::reflector(writer, watcher(Api::<McpServer>::all(client.clone()), watcher::Config::default()))
+                .default_backoff()
+                .touched_objects();
+        tokio::spawn(stream.for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "McpServer watch failed; retrying");
+            }
+        }));
+        let (policies, writer) = reflector::store();
+        let stream =
+            reflector::reflector(writer, watcher(Api::<McpRedactionPolicy>::all(client), watcher::Config::default()))
+                .default_backoff()
+                .touched_objects();
+        tokio::spawn(stream.for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "McpRedactionPolicy watch failed; retrying");
+            }
+        }));
+        Self { servers, policies }
+    }
+
+    /// Waits until both caches hold a first full list.
+    pub async fn ready(&self) {
+        let _ = self.servers.wait_until_ready().await;
+        let _ = self.policies.wait_until_ready().await;
+    }
+}
