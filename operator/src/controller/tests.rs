@@ -1,3 +1,13 @@
+//! Reconciler tests against an API server test double: tower-test's mock service stands in
+//! for the API server (no real one can run here) and each scenario states the exact
+//! requests the reconciler must make, in order, and the answers it gets.
+
+use http::{Method, Request, Response};
+use kube::client::Body;
+use kube::runtime::events::Reporter;
+use serde_json::{Value, json};
+use tower_test::mock::{self, Handle};
+
 use super::*;
 
 #[test]
@@ -5,4 +15,293 @@ fn retries_back_off_from_five_seconds_to_five_minutes() {
     let delays: Vec<u64> = (1..=9).map(|n| retry_delay(n).as_secs()).collect();
     assert_eq!(delays, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
     assert_eq!(retry_delay(u32::MAX).as_secs(), 300);
+}
+
+type ApiHandle = Handle<Request<Body>, Response<Body>>;
+
+fn context() -> (Arc<Context>, ApiHandle) {
+    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    let recorder = Recorder::new(client.clone(), Reporter { controller: "mcp-ledger-operator".into(), instance: None });
+    let settings = Settings {
+        namespace: "mcp-ledger".into(),
+        render: RenderSettings::default(),
+        history_limit: 10,
+        resync: Duration::from_secs(300),
+    };
+    (Context::new(client, recorder, Metrics::new(), settings), handle)
+}
+
+/// Expects the next request to be `method` on a path starting with `path`; answers
+/// `status` with `body`; returns the request body.
+async fn expect(handle: &mut ApiHandle, method: Method, path: &str, status: u16, body: Value) -> Value {
+    let (request, send) = handle.next_request().await.unwrap_or_else(|| panic!("no request; expected {method} {path}"));
+    let uri = request.uri().to_string();
+    assert_eq!(request.method(), method, "unexpected request: {} {uri}", request.method());
+    assert!(uri.starts_with(path), "expected {method} {path}, got {uri}");
+    let bytes = request.into_body().collect_bytes().await.unwrap();
+    let sent = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
+    send.send_response(
+        Response::builder().status(status).body(Body::from(serde_json::to_vec(&body).unwrap())).unwrap(),
+    );
+    sent
+}
+
+fn not_found() -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"})
+}
+
+fn server() -> Value {
+    json!({
+        "apiVersion": "mcpledger.dev/v1alpha1", "kind": "McpServer",
+        "metadata": {"name": "github", "namespace": "tools", "uid": "0b5e", "generation": 2,
+                     "creationTimestamp": "2026-11-24T10:00:00Z", "resourceVersion": "10",
+                     "finalizers": [names::FINALIZER],
+                     "annotations": {names::ADDED_BY: "alice@example.com"}},
+        "spec": {"selector": {"matchLabels": {"app": "github"}}, "port": "mcp"}
+    })
+}
+
+fn list(kind: &str, items: Vec<Value>) -> Value {
+    json!({"apiVersion": "v1", "kind": kind, "metadata": {"resourceVersion": "11"}, "items": items})
+}
+
+fn injected_pod() -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": "github-1", "namespace": "tools", "labels": {"app": "github"},
+                        "annotations": {names::INJECTED_ANNOTATION: "true"}},
+           "spec": {"containers": [{"name": "server"}]}, "status": {"phase": "Running"}})
+}
+
+fn approve() -> Value {
+    json!({"apiVersion": "mcpledger.dev/v1alpha1", "kind": "McpServerReview",
+           "metadata": {"name": "ok", "namespace": "tools", "creationTimestamp": "2026-11-24T11:00:00Z",
+                        "annotations": {names::REVIEWED_BY: "security@example.com"}},
+           "spec": {"serverRef": {"name": "github"}, "decision": "Approve"}})
+}
+
+#[tokio::test]
+async fn a_server_is_reconciled_into_status_events_and_the_agent_config_map() {
+    let (ctx, mut api) = context();
+    let object: McpServer = serde_json::from_value(server()).unwrap();
+    let scenario = tokio::spawn(async move {
+        expect(
+            &mut api,
+            Method::GET,
+            "/api/v1/namespaces/tools/pods?&labelSelector=app%3Dgithub",
+            200,
+            list("PodList", vec![injected_pod()]),
+        )
+        .await;
+        expect(
+            &mut api,
+            Method::GET,
+            "/apis/mcpledger.dev/v1alpha1/namespaces/tools/mcpserverreviews",
+            200,
+            list("McpServerReviewList", vec![approve()]),
+        )
+        .await;
+        let status = expect(&mut api, Method::PATCH, "/apis/mcpledger.dev/v1alpha1/namespaces/tools/mcpservers/github/status?&force=true&fieldManager=mcp-ledger-operator", 200, server()).await;
+        let event =
+            expect(&mut api, Method::POST, "/apis/events.k8s.io/v1/namespaces/tools/events", 201, json!({})).await;
+        expect(
+            &mut api,
+            Method::GET,
+            "/apis/mcpledger.dev/v1alpha1/namespaces/tools/mcpservers",
+            200,
+            list("McpServerList", vec![server()]),
+        )
+        .await;
+        expect(
+            &mut api,
+            Method::GET,
+            "/apis/mcpledger.dev/v1alpha1/namespaces/tools/mcpredactionpolicies",
+            200,
+            list("McpRedactionPolicyList", vec![]),
+        )
+        .await;
+        expect(
+            &mut api,
+            Method::GET,
+            "/apis/mcpledger.dev/v1alpha1/namespaces/mcp-ledger/mcpredactionpolicies/default",
+            404,
+            not_found(),
+        )
+        .await;
+        let cm = expect(
+            &mut api,
+            Method::PATCH,
+            "/api/v1/namespaces/tools/configmaps/mcp-ledger-agent?&force=true&fieldManager=mcp-ledger-operator",
+            200,
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "mcp-ledger-agent"}}),
+        )
+        .await;
+        (status, event, cm)
+    });
+    let action = reconcile_server(Arc::new(object), ctx.clone()).await.expect("reconcile succeeds");
+    assert_eq!(action, Action::requeue(Duration::from_secs(300)));
+    let (status, event, cm) = tokio::time::timeout(Duration::from_secs(5), scenario).await.unwrap().unwrap();
+
+    assert_eq!(status["kind"], "McpServer");
+    let status = &status["status"];
+    assert_eq!(status["addedBy"], "alice@example.com");
+    assert_eq!(status["approval"]["state"], "Approved");
+    assert_eq!(status["approval"]["reviewedBy"], "security@example.com");
+    assert_eq!(status["pods"], json!([{"name": "github-1", "injected": true}]));
+    assert_eq!(status["injectedPods"], 1);
+    assert_eq!(status["observedGeneration"], 2);
+    let ready = status["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").unwrap();
+    assert_eq!(ready["status"], "True");
+
+    assert_eq!(event["reason"], "Approved");
+    assert_eq!(event["type"], "Normal");
+    assert_eq!(event["regarding"]["name"], "github");
+    assert_eq!(event["note"], "approved by security@example.com in McpServerReview ok");
+
+    assert_eq!(cm["metadata"]["ownerReferences"][0]["uid"], "0b5e");
+    assert_eq!(cm["metadata"]["labels"]["app.kubernetes.io/managed-by"], "mcp-ledger-operator");
+    let config: mcp_ledger_crds::AgentConfig =
+        serde_json::from_str(cm["data"]["github.json"].as_str().unwrap()).unwrap();
+    assert_eq!(config.server.name, "github");
+}
+
+#[tokio::test]
+async fn a_deleted_server_is_written_to_the_history_before_its_finalizer_goes() {
+    let (ctx, mut api) = context();
+    let mut value = server();
+    value["metadata"]["deletionTimestamp"] = json!("2026-11-24T12:00:00Z");
+    value["metadata"]["annotations"][names::REMOVED_BY] = json!("carol");
+    let object: McpServer = serde_json::from_value(value.clone()).unwrap();
+    let scenario = tokio::spawn(async move {
+        expect(&mut api, Method::GET, "/api/v1/namespaces/mcp-ledger/configmaps/mcp-ledger-history", 404, not_found())
+            .await;
+        let created = expect(&mut api, Method::POST, "/api/v1/namespaces/mcp-ledger/configmaps?", 409, json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "AlreadyExists", "code": 409, "message": "exists"})).await;
+        // The conflict is retried: read again, then replace with the resourceVersion read.
+        let existing = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "mcp-ledger-history", "namespace": "mcp-ledger", "resourceVersion": "7"},
+            "data": {"history.json": created["data"]["history.json"].as_str().unwrap().replace("\"0b5e\"", "\"older\"")}});
+        expect(
+            &mut api,
+            Method::GET,
+            "/api/v1/namespaces/mcp-ledger/configmaps/mcp-ledger-history",
+            200,
+            existing.clone(),
+        )
+        .await;
+        let replaced =
+            expect(&mut api, Method::PUT, "/api/v1/namespaces/mcp-ledger/configmaps/mcp-ledger-history", 200, existing)
+                .await;
+        let event =
+            expect(&mut api, Method::POST, "/apis/events.k8s.io/v1/namespaces/tools/events", 201, json!({})).await;
+        expect(
+            &mut api,
+            Method::GET,
+            "/apis/mcpledger.dev/v1alpha1/namespaces/tools/mcpservers",
+            200,
+            list("McpServerList", vec![value.clone()]),
+        )
+        .await;
+        expect(
+            &mut api,
+            Method::GET,
+            "/apis/mcpledger.dev/v1alpha1/namespaces/tools/mcpredactionpolicies",
+            200,
+            list("McpRedactionPolicyList", vec![]),
+        )
+        .await;
+        expect(
+            &mut api,
+            Method::GET,
+            "/apis/mcpledger.dev/v1alpha1/namespaces/mcp-ledger/mcpredactionpolicies/default",
+            404,
+            not_found(),
+        )
+        .await;
+        // No server left in the namespace: the agent ConfigMap goes.
+        expect(&mut api, Method::DELETE, "/api/v1/namespaces/tools/configmaps/mcp-ledger-agent", 404, not_found())
+            .await;
+        // Then the finalizer helper removes the finalizer with a JSON patch.
+        let patch = expect(
+            &mut api,
+            Method::PATCH,
+            "/apis/mcpledger.dev/v1alpha1/namespaces/tools/mcpservers/github",
+            200,
+            value,
+        )
+        .await;
+        (replaced, event, patch)
+    });
+    reconcile_server(Arc::new(object), ctx).await.expect("cleanup succeeds");
+    let (replaced, event, patch) = tokio::time::timeout(Duration::from_secs(5), scenario).await.unwrap().unwrap();
+    let history = inventory::parse_history(replaced["data"]["history.json"].as_str());
+    let removed: Vec<(&str, &str)> = history.iter().map(|r| (r.uid.as_str(), r.removed_by.as_str())).collect();
+    assert_eq!(removed, [("older", "carol"), ("0b5e", "carol")]);
+    assert_eq!(replaced["metadata"]["resourceVersion"], "7", "optimistic concurrency on the history");
+    assert_eq!(event["reason"], "Removed");
+    assert!(patch.to_string().contains("finalizers"), "{patch}");
+}
+
+#[tokio::test]
+async fn an_api_server_that_fails_is_an_error_with_a_bounded_label_and_a_backoff() {
+    let (ctx, mut api) = context();
+    let object: McpServer = serde_json::from_value(server()).unwrap();
+    let scenario = tokio::spawn(async move {
+        expect(&mut api, Method::GET, "/api/v1/namespaces/tools/pods", 503, json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "ServiceUnavailable", "code": 503, "message": "etcdserver: leader changed"})).await;
+    });
+    let object = Arc::new(object);
+    let error = reconcile_server(object.clone(), ctx.clone()).await.expect_err("the list fails");
+    scenario.await.unwrap();
+    assert_eq!(error.metric_label(), "finalizer");
+    let action = error_policy::<McpServer>("mcpserver")(object.clone(), &error, ctx.clone());
+    assert_eq!(action, Action::requeue(Duration::from_secs(5)));
+    let action = error_policy::<McpServer>("mcpserver")(object, &error, ctx.clone());
+    assert_eq!(action, Action::requeue(Duration::from_secs(10)), "the second failure waits longer");
+    assert!(
+        ctx.metrics
+            .render()
+            .contains(r#"mcp_ledger_operator_reconcile_errors_total{controller="mcpserver",kind="finalizer"} 2"#)
+    );
+}
+
+#[tokio::test]
+async fn a_review_of_an_unknown_server_says_so() {
+    let (ctx, mut api) = context();
+    let mut review = approve();
+    review["spec"]["serverRef"]["name"] = json!("gitlab");
+    let object: McpServerReview = serde_json::from_value(review.clone()).unwrap();
+    let scenario = tokio::spawn(async move {
+        expect(
+            &mut api,
+            Method::GET,
+            "/apis/mcpledger.dev/v1alpha1/namespaces/tools/mcpservers/gitlab",
+            404,
+            not_found(),
+        )
+        .await;
+        expect(
+            &mut api,
+            Method::GET,
+            "/apis/mcpledger.dev/v1alpha1/namespaces/tools/mcpserverreviews",
+            200,
+            list("McpServerReviewList", vec![review.clone()]),
+        )
+        .await;
+        let status = expect(
+            &mut api,
+            Method::PATCH,
+            "/apis/mcpledger.dev/v1alpha1/namespaces/tools/mcpserverreviews/ok/status",
+            200,
+            review,
+        )
+        .await;
+        let event =
+            expect(&mut api, Method::POST, "/apis/events.k8s.io/v1/namespaces/tools/events", 201, json!({})).await;
+        (status, event)
+    });
+    reconcile_review(Arc::new(object), ctx).await.unwrap();
+    let (status, event) = tokio::time::timeout(Duration::from_secs(5), scenario).await.unwrap().unwrap();
+    assert_eq!(status["status"]["phase"], "ServerNotFound");
+    assert_eq!(status["status"]["reviewedBy"], "security@example.com");
+    assert_eq!(event["type"], "Warning");
+    assert!(event["note"].as_str().unwrap().starts_with("no McpServer tools/gitlab exists"));
 }
