@@ -53,7 +53,9 @@ test: lint generate-check unit ## Everything CI runs: lint, generated-files chec
 
 .PHONY: e2e
 e2e: toolchain ## Cluster tests against the cluster KUBECONFIG points to (print why they skip when it points nowhere)
-	MCP_LEDGER_E2E=1 $(CARGO) test --locked -p mcp-ledger-tests --test 'e2e_*' -- --nocapture --test-threads=1
+	$(CARGO) build --locked -p mcp-ledger-operator --bin mcp-ledger-operator
+	MCP_LEDGER_E2E=1 MCP_LEDGER_OPERATOR_BIN=$(CURDIR)/target/debug/mcp-ledger-operator \
+		$(CARGO) test --locked -p mcp-ledger-tests --test 'e2e_*' -- --nocapture --test-threads=1
 
 .PHONY: demo
 demo: toolchain ## Run a real MCP server behind the agent, send real traffic, print the redacted records

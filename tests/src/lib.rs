@@ -7,7 +7,38 @@
 
 use std::time::Duration;
 
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
+use kube::api::{Api, Patch, PatchParams};
+
+/// Field manager of everything the e2e tests apply.
+pub const MANAGER: &str = "mcp-ledger-e2e";
+
+/// Applies the generated CRDs and waits until each is Established.
+pub async fn install_crds(client: &Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for (_, crd) in mcp_ledger_crds::crds() {
+        let name = crd.metadata.name.clone().expect("CRDs are named");
+        crds.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&crd))
+            .await
+            .unwrap_or_else(|e| panic!("applying CRD {name}: {e}"));
+        let mut established = false;
+        for _ in 0..60 {
+            let got = crds.get(&name).await.unwrap_or_else(|e| panic!("reading CRD {name}: {e}"));
+            established = got
+                .status
+                .and_then(|s| s.conditions)
+                .unwrap_or_default()
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True");
+            if established {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        assert!(established, "CRD {name} did not become Established within 30 s");
+    }
+}
 
 /// Returns a client for the e2e cluster, or prints why the test is skipped and returns None.
 pub async fn e2e_client(test: &str) -> Option<Client> {

@@ -1,40 +1,12 @@
 //! Cluster test: the generated CRDs install, become Established, and the API server
 //! refuses bad objects with messages that name the field. Runs under `make e2e`.
 
-use std::time::Duration;
-
 use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{Value, json};
 
-const MANAGER: &str = "mcp-ledger-e2e";
-
-async fn install_crds(client: &kube::Client) {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for (_, crd) in mcp_ledger_crds::crds() {
-        let name = crd.metadata.name.clone().unwrap();
-        crds.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&crd))
-            .await
-            .unwrap_or_else(|e| panic!("applying CRD {name}: {e}"));
-        let mut established = false;
-        for _ in 0..60 {
-            let got = crds.get(&name).await.unwrap();
-            established = got
-                .status
-                .and_then(|s| s.conditions)
-                .unwrap_or_default()
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True");
-            if established {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-        assert!(established, "CRD {name} did not become Established within 30 s");
-    }
-}
+use mcp_ledger_tests::MANAGER;
 
 fn api(client: &kube::Client, ns: &str, kind: &str, plural: &str) -> Api<DynamicObject> {
     let gvk = GroupVersionKind::gvk(mcp_ledger_crds::GROUP, mcp_ledger_crds::VERSION, kind);
@@ -65,7 +37,7 @@ async fn crds_install_and_refuse_bad_objects() {
     let Some(client) = mcp_ledger_tests::e2e_client("crds_install_and_refuse_bad_objects").await else {
         return;
     };
-    install_crds(&client).await;
+    mcp_ledger_tests::install_crds(&client).await;
 
     let ns = mcp_ledger_tests::unique_namespace("mcpl-e2e-crds");
     let namespaces: Api<Namespace> = Api::all(client.clone());

@@ -1,0 +1,364 @@
+//! Cluster test of the operator, under `make e2e`: installs the CRDs, runs the operator
+//! binary on this machine with the test's own credentials, registers its webhooks by URL
+//! (`https://$MCP_LEDGER_E2E_WEBHOOK_HOST:<port>`, 127.0.0.1 by default: set it to an
+//! address the API server can reach, for example the Docker bridge gateway for kind), and
+//! checks the inventory end to end:
+//! an McpServer gets `addedBy` = the test's user; the pods of a Deployment it selects carry
+//! the agent sidecar; a pod without the named port is admitted without it, with an Event;
+//! a Reject review shows in status with its reason; bad objects are refused with messages
+//! that say what to fix; a deleted server leaves a removal record in the history.
+
+use std::net::{IpAddr, TcpListener};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use base64::Engine;
+use k8s_openapi::api::admissionregistration::v1::{MutatingWebhookConfiguration, ValidatingWebhookConfiguration};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::{Client, ResourceExt};
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, SanType};
+use serde_json::{Value, json};
+
+/// Kills the operator and removes what the test registered, even when an assertion fails.
+struct Cleanup {
+    client: Client,
+    operator: Option<Child>,
+    webhook_name: String,
+    namespaces: Vec<String>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.operator.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let client = self.client.clone();
+        let name = self.webhook_name.clone();
+        let namespaces = self.namespaces.clone();
+        // Drop runs inside the test's runtime: do the API calls on a thread of its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async move {
+                let dp = DeleteParams::default();
+                let _ = Api::<MutatingWebhookConfiguration>::all(client.clone()).delete(&name, &dp).await;
+                let _ = Api::<ValidatingWebhookConfiguration>::all(client.clone()).delete(&name, &dp).await;
+                for ns in namespaces {
+                    let _ = Api::<Namespace>::all(client.clone()).delete(&ns, &dp).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+fn crd_api(client: &Client, ns: &str, kind: &str, plural: &str) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk(mcp_ledger_crds::GROUP, mcp_ledger_crds::VERSION, kind);
+    Api::namespaced_with(client.clone(), ns, &ApiResource::from_gvk_with_plural(&gvk, plural))
+}
+
+fn object(kind: &str, name: &str, spec: Value) -> DynamicObject {
+    serde_json::from_value(json!({
+        "apiVersion": format!("{}/{}", mcp_ledger_crds::GROUP, mcp_ledger_crds::VERSION),
+        "kind": kind, "metadata": {"name": name}, "spec": spec,
+    }))
+    .unwrap()
+}
+
+/// Polls `check` every 500 ms for up to `secs`; panics with `what` when it never holds.
+async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    for _ in 0..secs * 2 {
+        if let Some(v) = check().await {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    panic!("timed out after {secs} s waiting for: {what}");
+}
+
+fn pki(host: &str) -> (String, String, String) {
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, "mcp-ledger e2e CA");
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+    let mut leaf = CertificateParams::new(Vec::<String>::new()).unwrap();
+    leaf.subject_alt_names.push(match host.parse::<IpAddr>() {
+        Ok(ip) => SanType::IpAddress(ip),
+        Err(_) => SanType::DnsName(host.try_into().unwrap()),
+    });
+    let key = KeyPair::generate().unwrap();
+    let cert = leaf.signed_by(&key, &ca).unwrap();
+    (ca.pem(), cert.pem(), key.serialize_pem())
+}
+
+fn operator_binary() -> String {
+    std::env::var("MCP_LEDGER_OPERATOR_BIN")
+        .unwrap_or_else(|_| format!("{}/../target/debug/mcp-ledger-operator", env!("CARGO_MANIFEST_DIR")))
+}
+
+fn webhooks(name: &str, base: &str, ca: &str, injection_ns: &str) -> (Value, Value) {
+    let ca = base64::engine::general_purpose::STANDARD.encode(ca);
+    let hook = |hook: &str, path: &str, group: &str, resources: &[&str], ops: &[&str]| {
+        json!({
+            "name": format!("{hook}.{name}.mcpledger.dev"),
+            "clientConfig": {"url": format!("{base}{path}"), "caBundle": ca},
+            "rules": [{"apiGroups": [group], "apiVersions": ["*"], "resources": resources, "operations": ops}],
+            "admissionReviewVersions": ["v1"], "sideEffects": "NoneOnDryRun", "failurePolicy": "Fail",
+            "timeoutSeconds": 10,
+        })
+    };
+    let mut pods = hook("pods", "/mutate/pods", "", &["pods"], &["CREATE"]);
+    pods["namespaceSelector"] =
+        json!({"matchLabels": {"mcpledger.dev/injection": "enabled", "kubernetes.io/metadata.name": injection_ns}});
+    pods["reinvocationPolicy"] = json!("IfNeeded");
+    let mutating = json!({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": name},
+        "webhooks": [
+            hook("servers", "/mutate/mcpservers", "mcpledger.dev", &["mcpservers"], &["CREATE", "UPDATE", "DELETE"]),
+            hook("reviews", "/mutate/mcpserverreviews", "mcpledger.dev", &["mcpserverreviews"], &["CREATE", "UPDATE"]),
+            pods,
+        ]
+    });
+    let validating = json!({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": name},
+        "webhooks": [
+            hook("redaction", "/validate/mcpredactionpolicies", "mcpledger.dev", &["mcpredactionpolicies"], &["CREATE", "UPDATE"]),
+            hook("access", "/validate/mcpaccesspolicies", "mcpledger.dev", &["mcpaccesspolicies"], &["CREATE", "UPDATE"]),
+        ]
+    });
+    (mutating, validating)
+}
+
+fn deployment(name: &str, app: &str, port_name: &str) -> Deployment {
+    serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": app}},
+            "template": {
+                "metadata": {"labels": {"app": app}},
+                "spec": {"containers": [{"name": "server", "image": "registry.k8s.io/pause:3.10",
+                                         "ports": [{"name": port_name, "containerPort": 8000}]}]}
+            }
+        }
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn operator_keeps_the_inventory_and_injects_the_agent() {
+    let Some(client) = mcp_ledger_tests::e2e_client("operator_keeps_the_inventory_and_injects_the_agent").await else {
+        return;
+    };
+    mcp_ledger_tests::install_crds(&client).await;
+    let me = Api::<SelfSubjectReview>::all(client.clone())
+        .create(&PostParams::default(), &SelfSubjectReview::default())
+        .await
+        .expect("SelfSubjectReview (Kubernetes 1.28+) tells who the test runs as")
+        .status
+        .and_then(|s| s.user_info)
+        .and_then(|u| u.username)
+        .expect("the test's user has a name");
+    eprintln!("e2e user: {me}");
+
+    let operator_ns = mcp_ledger_tests::unique_namespace("mcpl-e2e-op");
+    let ns = mcp_ledger_tests::unique_namespace("mcpl-e2e-tools");
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": operator_ns}})).unwrap())
+        .await
+        .unwrap();
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(
+                json!({"metadata": {"name": ns, "labels": {"mcpledger.dev/injection": "enabled"}}}),
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut cleanup = Cleanup {
+        client: client.clone(),
+        operator: None,
+        webhook_name: ns.clone(),
+        namespaces: vec![ns.clone(), operator_ns.clone()],
+    };
+
+    // The operator, with a certificate for the address the API server calls.
+    let host = std::env::var("MCP_LEDGER_E2E_WEBHOOK_HOST").unwrap_or_else(|_| "127.0.0.1".to_owned());
+    let port = TcpListener::bind("0.0.0.0:0").unwrap().local_addr().unwrap().port();
+    let dir = std::env::temp_dir().join(format!("{ns}-tls"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (ca, cert, key) = pki(&host);
+    std::fs::write(dir.join("tls.crt"), cert).unwrap();
+    std::fs::write(dir.join("tls.key"), key).unwrap();
+    let child = Command::new(operator_binary())
+        .args([
+            &format!("--namespace={operator_ns}"),
+            &format!("--operator-user={me}"),
+            &format!("--webhook-listen=0.0.0.0:{port}"),
+            &format!("--tls-cert={}", dir.join("tls.crt").display()),
+            &format!("--tls-key={}", dir.join("tls.key").display()),
+            "--admin-listen=127.0.0.1:0",
+            "--leader-election=true",
+            "--lease-seconds=6",
+            "--resync-seconds=20",
+            "--agent-image=ghcr.io/mcp-ledger/agent:e2e",
+        ])
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting the operator {}: {e} (make e2e builds it)", operator_binary()));
+    cleanup.operator = Some(child);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let (mutating, validating) = webhooks(&ns, &format!("https://{host}:{port}"), &ca, &ns);
+    Api::<MutatingWebhookConfiguration>::all(client.clone())
+        .create(&PostParams::default(), &serde_json::from_value(mutating).unwrap())
+        .await
+        .unwrap();
+    Api::<ValidatingWebhookConfiguration>::all(client.clone())
+        .create(&PostParams::default(), &serde_json::from_value(validating).unwrap())
+        .await
+        .unwrap();
+
+    let servers = crd_api(&client, &ns, "McpServer", "mcpservers");
+    let reviews = crd_api(&client, &ns, "McpServerReview", "mcpserverreviews");
+    let policies = crd_api(&client, &ns, "McpRedactionPolicy", "mcpredactionpolicies");
+
+    // An McpServer: the webhook records the creator (retrying while the webhook registers).
+    let spec = json!({"selector": {"matchLabels": {"app": "github"}}, "port": "mcp", "owner": "platform@example.com"});
+    let created = eventually(30, "the McpServer webhook to answer", || async {
+        servers.create(&PostParams::default(), &object("McpServer", "github", spec.clone())).await.ok()
+    })
+    .await;
+    assert_eq!(created.annotations().get("mcpledger.dev/added-by"), Some(&me));
+    let status = eventually(60, "status.addedBy", || async {
+        let s = servers.get("github").await.ok()?;
+        (s.data["status"]["addedBy"] == json!(me)).then(|| s.data["status"].clone())
+    })
+    .await;
+    assert_eq!(status["approval"]["state"], "Pending");
+    let agent_cm = eventually(30, "the agent ConfigMap", || async {
+        Api::<ConfigMap>::namespaced(client.clone(), &ns).get("mcp-ledger-agent").await.ok()
+    })
+    .await;
+    assert!(agent_cm.data.unwrap_or_default().contains_key("github.json"));
+
+    // A Deployment whose pods it selects: they carry the agent as a native sidecar.
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    deployments.create(&PostParams::default(), &deployment("github", "github", "mcp")).await.unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let pod = eventually(60, "a pod of the Deployment", || async {
+        pods.list(&ListParams::default().labels("app=github")).await.ok()?.items.into_iter().next()
+    })
+    .await;
+    let spec = pod.spec.clone().unwrap();
+    let agent = spec.init_containers.unwrap_or_default().into_iter().find(|c| c.name == "mcp-ledger-agent");
+    let agent = agent.expect("the pod carries the agent sidecar");
+    assert_eq!(agent.restart_policy.as_deref(), Some("Always"));
+    assert_eq!(agent.ports.unwrap()[0].name.as_deref(), Some("mcp"));
+    assert_eq!(spec.containers[0].ports.as_ref().unwrap()[0].name.as_deref(), Some("mcpl-app"));
+    eventually(60, "status.pods to list the injected pod", || async {
+        let s = servers.get("github").await.ok()?;
+        (s.data["status"]["injectedPods"] == json!(1)).then_some(())
+    })
+    .await;
+
+    // A pod whose port does not match is admitted without the agent, and the server says why.
+    let other_spec = json!({"selector": {"matchLabels": {"app": "noport"}}, "port": "mcp"});
+    servers.create(&PostParams::default(), &object("McpServer", "noport", other_spec)).await.unwrap();
+    deployments.create(&PostParams::default(), &deployment("noport", "noport", "http")).await.unwrap();
+    let pod = eventually(60, "a pod of the noport Deployment", || async {
+        pods.list(&ListParams::default().labels("app=noport")).await.ok()?.items.into_iter().next()
+    })
+    .await;
+    assert!(pod.spec.unwrap().init_containers.unwrap_or_default().is_empty(), "no agent without the port");
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &ns);
+    let note = eventually(60, "an InjectionSkipped Event on McpServer noport", || async {
+        events
+            .list(&ListParams::default())
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .find(|e| {
+                e.reason.as_deref() == Some("InjectionSkipped")
+                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("noport")
+            })
+            .and_then(|e| e.note)
+    })
+    .await;
+    assert!(note.contains("spec.port 'mcp' matches no container port"), "{note}");
+
+    // A Reject review: status says Rejected with the reason; the review is Applied.
+    let reject = json!({"serverRef": {"name": "github"}, "decision": "Reject", "reason": "reads private repositories"});
+    let review =
+        reviews.create(&PostParams::default(), &object("McpServerReview", "security-1", reject)).await.unwrap();
+    assert_eq!(review.annotations().get("mcpledger.dev/reviewed-by"), Some(&me));
+    let approval = eventually(60, "approval Rejected", || async {
+        let s = servers.get("github").await.ok()?;
+        (s.data["status"]["approval"]["state"] == "Rejected").then(|| s.data["status"]["approval"].clone())
+    })
+    .await;
+    assert_eq!(approval["reason"], "reads private repositories");
+    assert_eq!(approval["reviewedBy"], json!(me));
+    eventually(60, "review phase Applied", || async {
+        (reviews.get("security-1").await.ok()?.data["status"]["phase"] == "Applied").then_some(())
+    })
+    .await;
+    let orphan = json!({"serverRef": {"name": "gitlab"}, "decision": "Approve"});
+    reviews.create(&PostParams::default(), &object("McpServerReview", "orphan", orphan)).await.unwrap();
+    eventually(60, "review of an unknown server: ServerNotFound", || async {
+        (reviews.get("orphan").await.ok()?.data["status"]["phase"] == "ServerNotFound").then_some(())
+    })
+    .await;
+
+    // Bad objects are refused with messages that say what to fix.
+    let refused = |r: Result<DynamicObject, kube::Error>| match r {
+        Ok(o) => panic!("{} was accepted but should be refused", o.name_any()),
+        Err(e) => e.to_string(),
+    };
+    let missing_policy =
+        json!({"selector": {"matchLabels": {"app": "x"}}, "port": "mcp", "redactionPolicyRef": {"name": "nope"}});
+    let message =
+        refused(servers.create(&PostParams::default(), &object("McpServer", "bad-ref", missing_policy)).await);
+    assert!(message.contains("McpRedactionPolicy 'nope', which does not exist"), "{message}");
+    let bad_policy = json!({"customPatterns": [{"name": "ticket", "regex": "TCK-(["}]});
+    let message =
+        refused(policies.create(&PostParams::default(), &object("McpRedactionPolicy", "bad", bad_policy)).await);
+    assert!(message.contains("ticket"), "names the rule: {message}");
+    let no_reason = json!({"serverRef": {"name": "github"}, "decision": "Reject"});
+    let message =
+        refused(reviews.create(&PostParams::default(), &object("McpServerReview", "no-reason", no_reason)).await);
+    assert!(message.contains("spec.reason is required"), "{message}");
+
+    // Deleting the server leaves a removal record in the history.
+    servers.delete("github", &DeleteParams::default()).await.unwrap();
+    eventually(60, "the McpServer to be gone", || async {
+        servers.get_opt("github").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    let history = eventually(30, "the history ConfigMap", || async {
+        Api::<ConfigMap>::namespaced(client.clone(), &operator_ns).get("mcp-ledger-history").await.ok()
+    })
+    .await;
+    let records: Value = serde_json::from_str(&history.data.unwrap()["history.json"]).unwrap();
+    let record = records.as_array().unwrap().iter().find(|r| r["name"] == "github").expect("a removal record");
+    assert_eq!(record["namespace"], json!(ns));
+    assert_eq!(record["removedBy"], json!(me));
+    assert_eq!(record["addedBy"], json!(me));
+    assert!(record["removedAt"].is_string());
+    drop(cleanup);
+}
