@@ -9,6 +9,7 @@ pub mod ids;
 pub mod mcp;
 pub mod metrics;
 pub mod pipeline;
+pub mod process;
 pub mod proxy;
 pub mod redact;
 

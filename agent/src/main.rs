@@ -154,11 +154,7 @@ fn load(args: &Args) -> Result<AgentConfig> {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&args.log).context("--log")?)
-        .with_writer(std::io::stderr)
-        .json()
-        .init();
+    mcp_ledger_agent::process::init_logging(&args.log).map_err(anyhow::Error::msg)?;
     if args.mode == Mode::Node {
         anyhow::bail!("--mode node: the node agent is not built yet (issue 6)");
     }
@@ -167,7 +163,7 @@ fn main() -> Result<()> {
     runtime.block_on(async move {
         let (tx, rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
-            wait_for_signal().await;
+            mcp_ledger_agent::process::shutdown_signal().await;
             tracing::info!("shutdown requested: draining");
             let _ = tx.send(true);
         });
@@ -179,13 +175,4 @@ fn main() -> Result<()> {
         };
         mcp_ledger_agent::run(config, options, rx).await
     })
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
 }

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::core::{ApiResource, GroupVersionKind};
 
 /// Field manager of everything the e2e tests apply.
 pub const MANAGER: &str = "mcp-ledger-e2e";
@@ -79,4 +80,20 @@ pub fn unique_namespace(prefix: &str) -> String {
     let nanos =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     format!("{prefix}-{}-{nanos:x}", std::process::id())
+}
+
+/// A namespaced API for one of the mcp-ledger kinds, as dynamic objects (so tests can send
+/// what the typed structs would refuse to build).
+pub fn crd_api(client: &Client, ns: &str, kind: &str, plural: &str) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk(mcp_ledger_crds::GROUP, mcp_ledger_crds::VERSION, kind);
+    Api::namespaced_with(client.clone(), ns, &ApiResource::from_gvk_with_plural(&gvk, plural))
+}
+
+/// An mcp-ledger object of `kind` named `name` with `spec`.
+pub fn object(kind: &str, name: &str, spec: serde_json::Value) -> DynamicObject {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": format!("{}/{}", mcp_ledger_crds::GROUP, mcp_ledger_crds::VERSION),
+        "kind": kind, "metadata": {"name": name}, "spec": spec,
+    }))
+    .expect("a DynamicObject")
 }

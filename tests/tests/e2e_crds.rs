@@ -3,23 +3,9 @@
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
-use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{Value, json};
 
 use mcp_ledger_tests::MANAGER;
-
-fn api(client: &kube::Client, ns: &str, kind: &str, plural: &str) -> Api<DynamicObject> {
-    let gvk = GroupVersionKind::gvk(mcp_ledger_crds::GROUP, mcp_ledger_crds::VERSION, kind);
-    Api::namespaced_with(client.clone(), ns, &ApiResource::from_gvk_with_plural(&gvk, plural))
-}
-
-fn object(kind: &str, name: &str, spec: Value) -> DynamicObject {
-    serde_json::from_value(json!({
-        "apiVersion": format!("{}/{}", mcp_ledger_crds::GROUP, mcp_ledger_crds::VERSION),
-        "kind": kind, "metadata": {"name": name}, "spec": spec,
-    }))
-    .unwrap()
-}
 
 /// Server-side applies with strict field validation (as `kubectl apply` does) as a dry run
 /// and returns the API server's refusal message.
@@ -46,14 +32,14 @@ async fn crds_install_and_refuse_bad_objects() {
         .await
         .unwrap();
 
-    let servers = api(&client, &ns, "McpServer", "mcpservers");
-    let reviews = api(&client, &ns, "McpServerReview", "mcpserverreviews");
+    let servers = mcp_ledger_tests::crd_api(&client, &ns, "McpServer", "mcpservers");
+    let reviews = mcp_ledger_tests::crd_api(&client, &ns, "McpServerReview", "mcpserverreviews");
     let good =
         json!({"selector": {"matchLabels": {"app": "github-mcp"}}, "port": "mcp", "owner": "platform@example.com"});
 
     // A good server is accepted and defaulted.
     let created = servers
-        .create(&PostParams::default(), &object("McpServer", "github", good.clone()))
+        .create(&PostParams::default(), &mcp_ledger_tests::object("McpServer", "github", good.clone()))
         .await
         .expect("a good McpServer is accepted");
     assert_eq!(created.data["spec"]["path"], "/mcp", "path is defaulted");
@@ -108,20 +94,28 @@ async fn crds_install_and_refuse_bad_objects() {
         ),
     ];
     for (name, spec, field) in cases {
-        let message = refusal(&servers, &object("McpServer", name, spec)).await;
+        let message = refusal(&servers, &mcp_ledger_tests::object("McpServer", name, spec)).await;
         assert!(message.contains(field), "{name}: the refusal should name {field}: {message}");
     }
 
     let message = refusal(
         &reviews,
-        &object("McpServerReview", "reject-no-reason", json!({"serverRef": {"name": "github"}, "decision": "Reject"})),
+        &mcp_ledger_tests::object(
+            "McpServerReview",
+            "reject-no-reason",
+            json!({"serverRef": {"name": "github"}, "decision": "Reject"}),
+        ),
     )
     .await;
     assert!(message.contains("spec.reason is required"), "{message}");
     reviews
         .create(
             &PostParams::default(),
-            &object("McpServerReview", "approve", json!({"serverRef": {"name": "github"}, "decision": "Approve"})),
+            &mcp_ledger_tests::object(
+                "McpServerReview",
+                "approve",
+                json!({"serverRef": {"name": "github"}, "decision": "Approve"}),
+            ),
         )
         .await
         .expect("an Approve review is accepted");
@@ -130,7 +124,7 @@ async fn crds_install_and_refuse_bad_objects() {
         .patch(
             "approve",
             &edit,
-            &Patch::Apply(&object(
+            &Patch::Apply(&mcp_ledger_tests::object(
                 "McpServerReview",
                 "approve",
                 json!({"serverRef": {"name": "github"}, "decision": "Reject", "reason": "x"}),

@@ -18,7 +18,6 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authentication::v1::SelfSubjectReview;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams};
-use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Client, ResourceExt};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, SanType};
 use serde_json::{Value, json};
@@ -54,19 +53,6 @@ impl Drop for Cleanup {
         })
         .join();
     }
-}
-
-fn crd_api(client: &Client, ns: &str, kind: &str, plural: &str) -> Api<DynamicObject> {
-    let gvk = GroupVersionKind::gvk(mcp_ledger_crds::GROUP, mcp_ledger_crds::VERSION, kind);
-    Api::namespaced_with(client.clone(), ns, &ApiResource::from_gvk_with_plural(&gvk, plural))
-}
-
-fn object(kind: &str, name: &str, spec: Value) -> DynamicObject {
-    serde_json::from_value(json!({
-        "apiVersion": format!("{}/{}", mcp_ledger_crds::GROUP, mcp_ledger_crds::VERSION),
-        "kind": kind, "metadata": {"name": name}, "spec": spec,
-    }))
-    .unwrap()
 }
 
 /// Polls `check` every 500 ms for up to `secs`; panics with `what` when it never holds.
@@ -233,14 +219,17 @@ async fn operator_keeps_the_inventory_and_injects_the_agent() {
         .await
         .unwrap();
 
-    let servers = crd_api(&client, &ns, "McpServer", "mcpservers");
-    let reviews = crd_api(&client, &ns, "McpServerReview", "mcpserverreviews");
-    let policies = crd_api(&client, &ns, "McpRedactionPolicy", "mcpredactionpolicies");
+    let servers = mcp_ledger_tests::crd_api(&client, &ns, "McpServer", "mcpservers");
+    let reviews = mcp_ledger_tests::crd_api(&client, &ns, "McpServerReview", "mcpserverreviews");
+    let policies = mcp_ledger_tests::crd_api(&client, &ns, "McpRedactionPolicy", "mcpredactionpolicies");
 
     // An McpServer: the webhook records the creator (retrying while the webhook registers).
     let spec = json!({"selector": {"matchLabels": {"app": "github"}}, "port": "mcp", "owner": "platform@example.com"});
     let created = eventually(30, "the McpServer webhook to answer", || async {
-        servers.create(&PostParams::default(), &object("McpServer", "github", spec.clone())).await.ok()
+        servers
+            .create(&PostParams::default(), &mcp_ledger_tests::object("McpServer", "github", spec.clone()))
+            .await
+            .ok()
     })
     .await;
     assert_eq!(created.annotations().get("mcpledger.dev/added-by"), Some(&me));
@@ -278,7 +267,7 @@ async fn operator_keeps_the_inventory_and_injects_the_agent() {
 
     // A pod whose port does not match is admitted without the agent, and the server says why.
     let other_spec = json!({"selector": {"matchLabels": {"app": "noport"}}, "port": "mcp"});
-    servers.create(&PostParams::default(), &object("McpServer", "noport", other_spec)).await.unwrap();
+    servers.create(&PostParams::default(), &mcp_ledger_tests::object("McpServer", "noport", other_spec)).await.unwrap();
     deployments.create(&PostParams::default(), &deployment("noport", "noport", "http")).await.unwrap();
     let pod = eventually(60, "a pod of the noport Deployment", || async {
         pods.list(&ListParams::default().labels("app=noport")).await.ok()?.items.into_iter().next()
@@ -304,8 +293,10 @@ async fn operator_keeps_the_inventory_and_injects_the_agent() {
 
     // A Reject review: status says Rejected with the reason; the review is Applied.
     let reject = json!({"serverRef": {"name": "github"}, "decision": "Reject", "reason": "reads private repositories"});
-    let review =
-        reviews.create(&PostParams::default(), &object("McpServerReview", "security-1", reject)).await.unwrap();
+    let review = reviews
+        .create(&PostParams::default(), &mcp_ledger_tests::object("McpServerReview", "security-1", reject))
+        .await
+        .unwrap();
     assert_eq!(review.annotations().get("mcpledger.dev/reviewed-by"), Some(&me));
     let approval = eventually(60, "approval Rejected", || async {
         let s = servers.get("github").await.ok()?;
@@ -319,7 +310,10 @@ async fn operator_keeps_the_inventory_and_injects_the_agent() {
     })
     .await;
     let orphan = json!({"serverRef": {"name": "gitlab"}, "decision": "Approve"});
-    reviews.create(&PostParams::default(), &object("McpServerReview", "orphan", orphan)).await.unwrap();
+    reviews
+        .create(&PostParams::default(), &mcp_ledger_tests::object("McpServerReview", "orphan", orphan))
+        .await
+        .unwrap();
     eventually(60, "review of an unknown server: ServerNotFound", || async {
         (reviews.get("orphan").await.ok()?.data["status"]["phase"] == "ServerNotFound").then_some(())
     })
@@ -332,16 +326,23 @@ async fn operator_keeps_the_inventory_and_injects_the_agent() {
     };
     let missing_policy =
         json!({"selector": {"matchLabels": {"app": "x"}}, "port": "mcp", "redactionPolicyRef": {"name": "nope"}});
-    let message =
-        refused(servers.create(&PostParams::default(), &object("McpServer", "bad-ref", missing_policy)).await);
+    let message = refused(
+        servers.create(&PostParams::default(), &mcp_ledger_tests::object("McpServer", "bad-ref", missing_policy)).await,
+    );
     assert!(message.contains("McpRedactionPolicy 'nope', which does not exist"), "{message}");
     let bad_policy = json!({"customPatterns": [{"name": "ticket", "regex": "TCK-(["}]});
-    let message =
-        refused(policies.create(&PostParams::default(), &object("McpRedactionPolicy", "bad", bad_policy)).await);
+    let message = refused(
+        policies
+            .create(&PostParams::default(), &mcp_ledger_tests::object("McpRedactionPolicy", "bad", bad_policy))
+            .await,
+    );
     assert!(message.contains("ticket"), "names the rule: {message}");
     let no_reason = json!({"serverRef": {"name": "github"}, "decision": "Reject"});
-    let message =
-        refused(reviews.create(&PostParams::default(), &object("McpServerReview", "no-reason", no_reason)).await);
+    let message = refused(
+        reviews
+            .create(&PostParams::default(), &mcp_ledger_tests::object("McpServerReview", "no-reason", no_reason))
+            .await,
+    );
     assert!(message.contains("spec.reason is required"), "{message}");
 
     // Deleting the server leaves a removal record in the history.

@@ -138,11 +138,7 @@ enum Protocol {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&args.log).context("--log")?)
-        .with_writer(std::io::stderr)
-        .json()
-        .init();
+    mcp_ledger_agent::process::init_logging(&args.log).map_err(anyhow::Error::msg)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(run(args))
 }
@@ -150,7 +146,7 @@ fn main() -> Result<()> {
 async fn run(args: Args) -> Result<()> {
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
-        wait_for_signal().await;
+        mcp_ledger_agent::process::shutdown_signal().await;
         tracing::info!("shutdown requested");
         let _ = stop_tx.send(true);
     });
@@ -262,14 +258,5 @@ async fn run(args: Args) -> Result<()> {
         }
         // Exit so that Kubernetes restarts the replica as a follower.
         Err(reason) => anyhow::bail!(reason),
-    }
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
     }
 }

@@ -164,28 +164,22 @@ async fn apply_server(server: &McpServer, ctx: &Context) -> Result<Action> {
     let new_state = status.approval.as_ref().map(|a| a.state).unwrap_or_default();
     let old_state = old.approval.as_ref().map(|a| a.state);
     if old_state.is_some_and(|s| s != new_state) || old_state.is_none() && new_state != ApprovalState::Pending {
-        let message = status
-            .conditions
-            .iter()
-            .find(|c| c.type_ == condition::APPROVED)
-            .map(|c| c.message.clone())
-            .unwrap_or_default();
+        let message = condition_message(&status, condition::APPROVED);
         ctx.event(server, new_state == ApprovalState::Rejected, new_state.as_str(), "Review", message).await;
     }
     let changed = |s: &mcp_ledger_crds::McpServerStatus| {
         s.conditions.iter().any(|c| c.type_ == condition::TOOLS_CHANGED && c.status == "True")
     };
     if changed(&status) && !changed(&old) {
-        let message = status
-            .conditions
-            .iter()
-            .find(|c| c.type_ == condition::TOOLS_CHANGED)
-            .map(|c| c.message.clone())
-            .unwrap_or_default();
+        let message = condition_message(&status, condition::TOOLS_CHANGED);
         ctx.event(server, true, "ToolsChanged", "CompareTools", message).await;
     }
     render_namespace(&ns, ctx).await?;
     Ok(Action::requeue(ctx.settings.resync))
+}
+
+fn condition_message(status: &mcp_ledger_crds::McpServerStatus, type_: &str) -> String {
+    status.conditions.iter().find(|c| c.type_ == type_).map(|c| c.message.clone()).unwrap_or_default()
 }
 
 async fn cleanup_server(server: &McpServer, ctx: &Context) -> Result<Action> {

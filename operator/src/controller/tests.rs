@@ -47,6 +47,17 @@ async fn expect(handle: &mut ApiHandle, method: Method, path: &str, status: u16,
     sent
 }
 
+/// The reads of rendering a namespace's agent ConfigMap: its servers, its policies, and
+/// the cluster default policy (absent).
+async fn expect_render_reads(handle: &mut ApiHandle, servers: Vec<Value>) {
+    let base = "/apis/mcpledger.dev/v1alpha1/namespaces";
+    expect(handle, Method::GET, &format!("{base}/tools/mcpservers"), 200, list("McpServerList", servers)).await;
+    let empty = list("McpRedactionPolicyList", vec![]);
+    expect(handle, Method::GET, &format!("{base}/tools/mcpredactionpolicies"), 200, empty).await;
+    let default = format!("{base}/mcp-ledger/mcpredactionpolicies/default");
+    expect(handle, Method::GET, &default, 404, not_found()).await;
+}
+
 fn not_found() -> Value {
     json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"})
 }
@@ -104,30 +115,7 @@ async fn a_server_is_reconciled_into_status_events_and_the_agent_config_map() {
         let status = expect(&mut api, Method::PATCH, "/apis/mcpledger.dev/v1alpha1/namespaces/tools/mcpservers/github/status?&force=true&fieldManager=mcp-ledger-operator", 200, server()).await;
         let event =
             expect(&mut api, Method::POST, "/apis/events.k8s.io/v1/namespaces/tools/events", 201, json!({})).await;
-        expect(
-            &mut api,
-            Method::GET,
-            "/apis/mcpledger.dev/v1alpha1/namespaces/tools/mcpservers",
-            200,
-            list("McpServerList", vec![server()]),
-        )
-        .await;
-        expect(
-            &mut api,
-            Method::GET,
-            "/apis/mcpledger.dev/v1alpha1/namespaces/tools/mcpredactionpolicies",
-            200,
-            list("McpRedactionPolicyList", vec![]),
-        )
-        .await;
-        expect(
-            &mut api,
-            Method::GET,
-            "/apis/mcpledger.dev/v1alpha1/namespaces/mcp-ledger/mcpredactionpolicies/default",
-            404,
-            not_found(),
-        )
-        .await;
+        expect_render_reads(&mut api, vec![server()]).await;
         let cm = expect(
             &mut api,
             Method::PATCH,
@@ -193,30 +181,7 @@ async fn a_deleted_server_is_written_to_the_history_before_its_finalizer_goes() 
                 .await;
         let event =
             expect(&mut api, Method::POST, "/apis/events.k8s.io/v1/namespaces/tools/events", 201, json!({})).await;
-        expect(
-            &mut api,
-            Method::GET,
-            "/apis/mcpledger.dev/v1alpha1/namespaces/tools/mcpservers",
-            200,
-            list("McpServerList", vec![value.clone()]),
-        )
-        .await;
-        expect(
-            &mut api,
-            Method::GET,
-            "/apis/mcpledger.dev/v1alpha1/namespaces/tools/mcpredactionpolicies",
-            200,
-            list("McpRedactionPolicyList", vec![]),
-        )
-        .await;
-        expect(
-            &mut api,
-            Method::GET,
-            "/apis/mcpledger.dev/v1alpha1/namespaces/mcp-ledger/mcpredactionpolicies/default",
-            404,
-            not_found(),
-        )
-        .await;
+        expect_render_reads(&mut api, vec![value.clone()]).await;
         // No server left in the namespace: the agent ConfigMap goes.
         expect(&mut api, Method::DELETE, "/api/v1/namespaces/tools/configmaps/mcp-ledger-agent", 404, not_found())
             .await;

@@ -72,22 +72,8 @@ pub fn merge_policies(base: &McpRedactionPolicySpec, extra: &McpRedactionPolicyS
     let base_off: BTreeSet<&str> = base.detectors.iter().filter(|d| !d.enabled).map(|d| d.name.as_str()).collect();
     let mut detectors = base.detectors.clone();
     detectors.extend(extra.detectors.iter().filter(|d| d.enabled || base_off.contains(d.name.as_str())).cloned());
-    let mut json_paths = base.json_paths.clone();
-    for rule in &extra.json_paths {
-        let mut rule = rule.clone();
-        if json_paths.iter().any(|r| r.name == rule.name) {
-            rule.name = format!("{}-server", rule.name);
-        }
-        json_paths.push(rule);
-    }
-    let mut custom_patterns = base.custom_patterns.clone();
-    for rule in &extra.custom_patterns {
-        let mut rule = rule.clone();
-        if custom_patterns.iter().any(|r| r.name == rule.name) {
-            rule.name = format!("{}-server", rule.name);
-        }
-        custom_patterns.push(rule);
-    }
+    let json_paths = join_named(&base.json_paths, &extra.json_paths, |r| &mut r.name);
+    let custom_patterns = join_named(&base.custom_patterns, &extra.custom_patterns, |r| &mut r.name);
     McpRedactionPolicySpec {
         headers: HeaderRules { mode, deny, allow, action: stricter(base.headers.action, extra.headers.action) },
         detectors,
@@ -98,6 +84,21 @@ pub fn merge_policies(base: &McpRedactionPolicySpec, extra: &McpRedactionPolicyS
         hash_key_secret_ref: extra.hash_key_secret_ref.clone().or_else(|| base.hash_key_secret_ref.clone()),
         on_unscannable: stricter_unscannable(base.on_unscannable, extra.on_unscannable),
     }
+}
+
+/// `base` then `extra`; a rule of `extra` whose name `base` uses gets a `-server` suffix,
+/// so names stay unique (the CRD requires it and redaction summaries name rules).
+fn join_named<T: Clone>(base: &[T], extra: &[T], name: impl Fn(&mut T) -> &mut String) -> Vec<T> {
+    let mut out = base.to_vec();
+    for rule in extra {
+        let mut rule = rule.clone();
+        let wanted = name(&mut rule).clone();
+        if out.iter_mut().any(|r| *name(r) == wanted) {
+            *name(&mut rule) = format!("{wanted}-server");
+        }
+        out.push(rule);
+    }
+    out
 }
 
 fn stricter_unscannable(a: UnscannableAction, b: UnscannableAction) -> UnscannableAction {
