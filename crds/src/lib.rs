@@ -13,6 +13,7 @@ pub mod record;
 pub mod redaction;
 pub mod review;
 pub mod server;
+pub mod usage;
 
 pub use access::{McpAccessPolicy, McpAccessPolicySpec};
 pub use config::AgentConfig;

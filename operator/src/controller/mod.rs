@@ -155,11 +155,21 @@ async fn apply_server(server: &McpServer, ctx: &Context) -> Result<Action> {
     let status = inventory::compute_status(server, &pods, &reviews, Timestamp::now());
     let old = server.status.clone().unwrap_or_default();
     if server.status.as_ref() != Some(&status) {
-        let patch = json!({"apiVersion": McpServer::api_version(&()), "kind": McpServer::kind(&()), "status": status});
-        Api::<McpServer>::namespaced(ctx.client.clone(), &ns)
+        // The resourceVersion makes the write conditional: a usage report merged since this
+        // object was read is never overwritten with the older usage fields.
+        let patch = json!({
+            "apiVersion": McpServer::api_version(&()), "kind": McpServer::kind(&()),
+            "metadata": {"resourceVersion": server.metadata.resource_version},
+            "status": status,
+        });
+        let written = Api::<McpServer>::namespaced(ctx.client.clone(), &ns)
             .patch_status(&name, &PatchParams::apply(names::FIELD_MANAGER).force(), &Patch::Apply(&patch))
-            .await?;
-        tracing::info!(server = %format!("{ns}/{name}"), "inventory status updated");
+            .await;
+        match written {
+            Ok(_) => tracing::info!(server = %format!("{ns}/{name}"), "inventory status updated"),
+            Err(kube::Error::Api(s)) if s.code == 409 => return Ok(Action::requeue(Duration::from_secs(1))),
+            Err(e) => return Err(e.into()),
+        }
     }
     let new_state = status.approval.as_ref().map(|a| a.state).unwrap_or_default();
     let old_state = old.approval.as_ref().map(|a| a.state);

@@ -131,6 +131,7 @@ async fn a_server_is_reconciled_into_status_events_and_the_agent_config_map() {
     let (status, event, cm) = tokio::time::timeout(Duration::from_secs(5), scenario).await.unwrap().unwrap();
 
     assert_eq!(status["kind"], "McpServer");
+    assert_eq!(status["metadata"]["resourceVersion"], "10", "the status write is conditional");
     let status = &status["status"];
     assert_eq!(status["addedBy"], "alice@example.com");
     assert_eq!(status["approval"]["state"], "Approved");

@@ -9,7 +9,8 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
 use mcp_ledger_crds::review::{Decision, McpServerReviewStatus, ReviewPhase};
-use mcp_ledger_crds::server::{Approval, ApprovalState, ServingPod, ToolFingerprint, condition};
+use mcp_ledger_crds::server::{Approval, ApprovalState, ServingPod, ToolFingerprint, ToolStatus, condition};
+use mcp_ledger_crds::usage::ServerUsage;
 use mcp_ledger_crds::{McpServer, McpServerReview, McpServerStatus};
 use serde::{Deserialize, Serialize};
 
@@ -326,6 +327,80 @@ pub fn review_status(
             now,
         )],
     }
+}
+
+/// Longest error message kept in status (the schema's bound).
+pub const MAX_ERROR_MESSAGE: usize = 1024;
+
+/// Merges one node agent's usage of a server into its status. Tool entries keep their
+/// `firstSeen`; a changed definition hash sets `changedAt`; tools missing from a reported
+/// list are gone. Counts add up; times only move forward. Conditions are left to the
+/// controller, which recomputes them from the merged status.
+pub fn apply_usage(status: &McpServerStatus, usage: &ServerUsage, now: Timestamp) -> McpServerStatus {
+    let mut out = status.clone();
+    if let Some(info) = &usage.server_info {
+        out.server_info = Some(info.clone());
+    }
+    if let Some(tools) = &usage.tools {
+        let mut merged: Vec<ToolStatus> = tools
+            .iter()
+            .take(1024)
+            .map(|t| match status.tools.iter().find(|old| old.name == t.name) {
+                Some(old) if old.definition_hash == t.definition_hash => old.clone(),
+                Some(old) => ToolStatus {
+                    name: t.name.clone(),
+                    definition_hash: t.definition_hash.clone(),
+                    first_seen: old.first_seen.clone(),
+                    changed_at: Some(Time(now)),
+                },
+                None => ToolStatus {
+                    name: t.name.clone(),
+                    definition_hash: t.definition_hash.clone(),
+                    first_seen: Some(Time(now)),
+                    changed_at: None,
+                },
+            })
+            .collect();
+        merged.sort_by(|a, b| a.name.cmp(&b.name));
+        merged.dedup_by(|a, b| a.name == b.name);
+        out.tool_count = Some(i32::try_from(merged.len()).unwrap_or(i32::MAX));
+        out.tools = merged;
+    }
+    let later = |old: &Option<Time>, new: &Option<Time>| match (old, new) {
+        (Some(o), Some(n)) if n.0 > o.0 => true,
+        (None, Some(_)) => true,
+        _ => false,
+    };
+    if later(&status.last_used_at, &usage.last_used_at) {
+        out.last_used_at = usage.last_used_at.clone();
+        out.last_used_by = usage.last_used_by.clone().or(status.last_used_by.clone());
+    }
+    if usage.errors > 0 {
+        let mut e = status.errors.clone().unwrap_or_default();
+        e.count = e.count.saturating_add(usage.errors);
+        if later(&e.last_at, &usage.last_error_at) {
+            e.last_at = usage.last_error_at.clone();
+            if let Some(m) = &usage.last_error_message {
+                let mut m = m.clone();
+                let mut cut = m.len().min(MAX_ERROR_MESSAGE);
+                while !m.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                m.truncate(cut);
+                e.last_message = Some(m);
+            }
+        }
+        out.errors = Some(e);
+    }
+    if usage.sanitized > 0 {
+        let mut s = status.sanitized.clone().unwrap_or_default();
+        s.count = s.count.saturating_add(usage.sanitized);
+        if later(&s.last_at, &usage.last_sanitized_at) {
+            s.last_at = usage.last_sanitized_at.clone();
+        }
+        out.sanitized = Some(s);
+    }
+    out
 }
 
 /// One removed McpServer in the inventory history.

@@ -2,6 +2,7 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use mcp_ledger_crds::server::{ApprovalState, ServerInfo, ToolStatus};
+use mcp_ledger_crds::usage::ServerUsage;
 use serde_json::json;
 
 use super::*;
@@ -243,4 +244,79 @@ fn history_is_bounded_deduplicated_and_survives_garbage() {
 
     let unknown = RemovalRecord::of(&server("x", json!("mcp")), now);
     assert_eq!(unknown.removed_by, "unknown");
+}
+
+#[test]
+fn usage_reports_merge_into_status() {
+    let t = |s: &str| Some(Time(ts(s)));
+    let mut status = McpServerStatus {
+        tools: vec![
+            ToolStatus {
+                name: "search".into(),
+                definition_hash: "h1".into(),
+                first_seen: t("2026-11-01T00:00:00Z"),
+                changed_at: None,
+            },
+            ToolStatus {
+                name: "gone".into(),
+                definition_hash: "h9".into(),
+                first_seen: t("2026-11-01T00:00:00Z"),
+                changed_at: None,
+            },
+        ],
+        last_used_at: t("2026-11-24T09:00:00Z"),
+        last_used_by: Some("alice".into()),
+        ..Default::default()
+    };
+    let now = ts("2026-11-24T10:00:00Z");
+    let usage = ServerUsage {
+        namespace: "tools".into(),
+        name: "github".into(),
+        server_info: Some(ServerInfo {
+            name: Some("github-mcp".into()),
+            version: Some("1.4.2".into()),
+            protocol_version: Some("2025-11-25".into()),
+        }),
+        tools: Some(vec![
+            ToolFingerprint { name: "search".into(), definition_hash: "h2".into() },
+            ToolFingerprint { name: "create_issue".into(), definition_hash: "h3".into() },
+        ]),
+        last_used_at: t("2026-11-24T09:59:00Z"),
+        last_used_by: Some("bob".into()),
+        errors: 3,
+        last_error_at: t("2026-11-24T09:58:00Z"),
+        last_error_message: Some("x".repeat(5000)),
+        sanitized: 2,
+        last_sanitized_at: t("2026-11-24T09:57:00Z"),
+    };
+    status = apply_usage(&status, &usage, now);
+    let tools: Vec<(&str, &str, bool)> =
+        status.tools.iter().map(|t| (t.name.as_str(), t.definition_hash.as_str(), t.changed_at.is_some())).collect();
+    assert_eq!(tools, [("create_issue", "h3", false), ("search", "h2", true)]);
+    assert_eq!(status.tools[1].first_seen, t("2026-11-01T00:00:00Z"), "first seen is kept across changes");
+    assert_eq!(status.tools[0].first_seen, Some(Time(now)));
+    assert_eq!(status.tool_count, Some(2));
+    assert_eq!(status.server_info.as_ref().unwrap().version.as_deref(), Some("1.4.2"));
+    assert_eq!((status.last_used_by.as_deref(), status.last_used_at.clone()), (Some("bob"), t("2026-11-24T09:59:00Z")));
+    assert_eq!(status.errors.as_ref().unwrap().count, 3);
+    assert_eq!(status.errors.as_ref().unwrap().last_message.as_ref().unwrap().len(), MAX_ERROR_MESSAGE);
+    assert_eq!(status.sanitized.as_ref().unwrap().count, 2);
+
+    // A second, older report from another node adds counts but does not move times back.
+    let older = ServerUsage {
+        tools: None,
+        server_info: None,
+        last_used_at: t("2026-11-24T08:00:00Z"),
+        last_used_by: Some("carol".into()),
+        errors: 1,
+        last_error_at: t("2026-11-24T08:00:00Z"),
+        last_error_message: Some("older".into()),
+        ..usage
+    };
+    status = apply_usage(&status, &older, now);
+    assert_eq!(status.last_used_by.as_deref(), Some("bob"));
+    assert_eq!(status.errors.as_ref().unwrap().count, 4);
+    assert_ne!(status.errors.as_ref().unwrap().last_message.as_deref(), Some("older"));
+    assert_eq!(status.tools.len(), 2, "no tool list reported: tools unchanged");
+    assert_eq!(status.sanitized.as_ref().unwrap().count, 4);
 }
