@@ -5,6 +5,7 @@
 //! call those functions and write.
 
 pub mod admission;
+pub mod api;
 pub mod cache;
 pub mod controller;
 pub mod error;

@@ -235,18 +235,29 @@ impl Webhook {
     }
 }
 
-fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
+pub(crate) fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(Bytes::from(body.to_owned())));
     *resp.status_mut() = status;
     resp.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain"));
     resp
 }
 
-/// Serves HTTPS on `listener` until `shutdown` turns true.
+/// Answers one HTTPS request.
+pub type Handler = Arc<dyn Fn(Request<Incoming>) -> BoxFuture<'static, Response<Full<Bytes>>> + Send + Sync>;
+
+/// The webhook as a [`Handler`].
+pub fn handler(webhook: Arc<Webhook>) -> Handler {
+    Arc::new(move |req| {
+        let webhook = webhook.clone();
+        Box::pin(async move { webhook.handle(req).await })
+    })
+}
+
+/// Serves HTTPS (HTTP/1.1 and HTTP/2) on `listener` until `shutdown` turns true.
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
-    webhook: Arc<Webhook>,
+    handler: Handler,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let acceptor = TlsAcceptor::from(tls);
@@ -255,7 +266,7 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
-                    tracing::warn!(error = %e, "webhook accept failed");
+                    tracing::warn!(error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -263,7 +274,7 @@ pub async fn serve(
             _ = shutdown.changed() => return,
         };
         let acceptor = acceptor.clone();
-        let webhook = webhook.clone();
+        let handler = handler.clone();
         tokio::spawn(async move {
             let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => tls,
@@ -274,8 +285,8 @@ pub async fn serve(
                 Err(_) => return,
             };
             let service = service_fn(move |req: Request<Incoming>| {
-                let webhook = webhook.clone();
-                async move { Ok::<_, Infallible>(webhook.handle(req).await) }
+                let handler = handler.clone();
+                async move { Ok::<_, Infallible>(handler(req).await) }
             });
             let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(tls), service).await;
         });

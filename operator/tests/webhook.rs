@@ -3,7 +3,9 @@
 //! the API server does. AdmissionReview v1 bodies go in; the JSON patch that comes back is
 //! applied to the object as the API server would.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+mod support;
+
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,21 +17,7 @@ use mcp_ledger_operator::inject::InjectSettings;
 use mcp_ledger_operator::metrics::Metrics;
 use mcp_ledger_operator::names;
 use mcp_ledger_operator::webhook::{self, CertStore, Lookup, Webhook};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, SanType};
 use serde_json::{Value, json};
-
-/// A fresh CA and a server certificate for 127.0.0.1 signed by it: (ca pem, cert pem, key pem).
-fn pki(name: &str) -> (String, String, String) {
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name.push(DnType::CommonName, format!("mcp-ledger test CA {name}"));
-    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
-    let mut leaf = CertificateParams::new(vec!["mcp-ledger-webhook.mcp-ledger.svc".to_owned()]).unwrap();
-    leaf.subject_alt_names.push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
-    let key = KeyPair::generate().unwrap();
-    let cert = leaf.signed_by(&key, &ca).unwrap();
-    (ca.pem(), cert.pem(), key.serialize_pem())
-}
 
 struct Fixed(Vec<McpServer>);
 
@@ -51,8 +39,8 @@ struct Running {
 }
 
 async fn start(servers: Vec<McpServer>) -> Running {
-    let dir = &tempdir();
-    let (ca, cert, key) = pki("first");
+    let dir = &support::tempdir();
+    let (ca, cert, key) = support::pki("first");
     std::fs::write(dir.join("ca.pem"), ca).unwrap();
     std::fs::write(dir.join("tls.crt"), &cert).unwrap();
     std::fs::write(dir.join("tls.key"), &key).unwrap();
@@ -73,55 +61,9 @@ async fn start(servers: Vec<McpServer>) -> Running {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(webhook::serve(listener, webhook::tls_config(store.clone()), app, rx.clone()));
+    tokio::spawn(webhook::serve(listener, webhook::tls_config(store.clone()), webhook::handler(app), rx.clone()));
     tokio::spawn(store.clone().watch(Duration::from_millis(100), metrics.clone(), rx));
     Running { addr, dir: dir.to_owned(), metrics, effects, _stop: tx }
-}
-
-const CLIENT: &str = r#"
-import json, ssl, sys, urllib.request, urllib.error
-url, cafile, body = sys.argv[1], sys.argv[2], sys.stdin.buffer.read()
-ctx = ssl.create_default_context(cafile=cafile)
-req = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json"})
-try:
-    with urllib.request.urlopen(req, context=ctx, timeout=10) as r:
-        print(json.dumps({"status": r.status, "body": r.read().decode()}))
-except urllib.error.HTTPError as e:
-    print(json.dumps({"status": e.code, "body": e.read().decode()}))
-except urllib.error.URLError as e:
-    print(json.dumps({"status": 0, "body": str(e.reason)}))
-"#;
-
-/// POSTs `body` with Python's TLS client, trusting only `ca`: (HTTP status, body).
-async fn post(addr: SocketAddr, route: &str, ca: &str, body: Vec<u8>) -> (u16, String) {
-    let dir = tempdir();
-    let ca_file = dir.join("ca.pem");
-    std::fs::write(&ca_file, ca).unwrap();
-    let url = format!("https://127.0.0.1:{}{route}", addr.port());
-    let mut child = tokio::process::Command::new("python3")
-        .args(["-c", CLIENT, &url, ca_file.to_str().unwrap()])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 runs (the machine's Python 3.11)");
-    use tokio::io::AsyncWriteExt;
-    child.stdin.take().unwrap().write_all(&body).await.unwrap();
-    let out = child.wait_with_output().await.unwrap();
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("client output {out:?}: {e}"));
-    (v["status"].as_u64().unwrap() as u16, v["body"].as_str().unwrap().to_owned())
-}
-
-fn tempdir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("mcp-ledger-webhook-{}-{}", std::process::id(), uuid_like()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn uuid_like() -> u128 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
-        + u128::from(N.fetch_add(1, Ordering::Relaxed))
 }
 
 fn server() -> McpServer {
@@ -182,7 +124,7 @@ fn ca_of(running: &Running) -> String {
 async fn a_pod_review_over_tls_comes_back_as_a_patch_that_injects_the_agent() {
     let running = start(vec![server()]).await;
     let object = pod();
-    let (status, body) = post(
+    let (status, body) = support::post(
         running.addr,
         path::PODS,
         &ca_of(&running),
@@ -215,7 +157,7 @@ async fn server_create_and_delete_record_who_over_tls() {
     let running = start(vec![]).await;
     let object = serde_json::to_value(server()).unwrap();
     let kind = ("mcpledger.dev", "McpServer", "mcpservers");
-    let (status, body) = post(
+    let (status, body) = support::post(
         running.addr,
         path::SERVERS,
         &ca_of(&running),
@@ -226,8 +168,13 @@ async fn server_create_and_delete_record_who_over_tls() {
     let patched = apply_patch(&serde_json::from_str(&body).unwrap(), &object);
     assert_eq!(patched["metadata"]["annotations"][names::ADDED_BY], "alice@example.com");
 
-    let (status, body) =
-        post(running.addr, path::SERVERS, &ca_of(&running), review(kind, "DELETE", "carol", None, Some(patched))).await;
+    let (status, body) = support::post(
+        running.addr,
+        path::SERVERS,
+        &ca_of(&running),
+        review(kind, "DELETE", "carol", None, Some(patched)),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         running.effects.lock().unwrap().as_slice(),
@@ -238,10 +185,10 @@ async fn server_create_and_delete_record_who_over_tls() {
 #[tokio::test]
 async fn malformed_reviews_get_a_400_that_says_why() {
     let running = start(vec![]).await;
-    let (status, body) = post(running.addr, path::PODS, &ca_of(&running), b"{\"apiVersion\":".to_vec()).await;
+    let (status, body) = support::post(running.addr, path::PODS, &ca_of(&running), b"{\"apiVersion\":".to_vec()).await;
     assert_eq!(status, 400);
     assert!(body.starts_with("the body is not an AdmissionReview"), "{body}");
-    let (status, body) = post(running.addr, "/mutate/nothing", &ca_of(&running), b"{}".to_vec()).await;
+    let (status, body) = support::post(running.addr, "/mutate/nothing", &ca_of(&running), b"{}".to_vec()).await;
     assert_eq!(status, 404, "{body}");
     let metrics = running.metrics.render();
     assert!(
@@ -255,13 +202,17 @@ async fn a_certificate_rotated_mid_run_is_served_without_a_restart() {
     let running = start(vec![server()]).await;
     let old_ca = ca_of(&running);
     let body = || review(("", "Pod", "pods"), "CREATE", "rs", Some(pod()), None);
-    assert_eq!(post(running.addr, path::PODS, &old_ca, body()).await.0, 200);
+    assert_eq!(support::post(running.addr, path::PODS, &old_ca, body()).await.0, 200);
 
     // A half-written rotation (new certificate, key not yet replaced) is not taken.
-    let (new_ca, cert, key) = pki("rotated");
+    let (new_ca, cert, key) = support::pki("rotated");
     std::fs::write(running.dir.join("tls.crt"), &cert).unwrap();
     tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(post(running.addr, path::PODS, &old_ca, body()).await.0, 200, "the previous pair is still served");
+    assert_eq!(
+        support::post(running.addr, path::PODS, &old_ca, body()).await.0,
+        200,
+        "the previous pair is still served"
+    );
     assert!(running.metrics.render().contains(r#"mcp_ledger_operator_certificate_reloads_total{result="error"}"#));
 
     // The key arrives: the watcher swaps the pair in; new connections see the new chain.
@@ -269,13 +220,13 @@ async fn a_certificate_rotated_mid_run_is_served_without_a_restart() {
     let mut served = false;
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        if post(running.addr, path::PODS, &new_ca, body()).await.0 == 200 {
+        if support::post(running.addr, path::PODS, &new_ca, body()).await.0 == 200 {
             served = true;
             break;
         }
     }
     assert!(served, "the rotated certificate was never served");
-    let (status, error) = post(running.addr, path::PODS, &old_ca, body()).await;
+    let (status, error) = support::post(running.addr, path::PODS, &old_ca, body()).await;
     assert_eq!(status, 0, "a client that trusts only the old CA must fail the handshake: {error}");
     assert!(error.contains("CERTIFICATE_VERIFY_FAILED"), "{error}");
     assert!(running.metrics.render().contains(r#"mcp_ledger_operator_certificate_reloads_total{result="ok"} 1"#));

@@ -12,6 +12,8 @@ use futures::FutureExt;
 use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
 use mcp_ledger_crds::config::OtlpProtocol;
+use mcp_ledger_operator::api::kube_backend::KubeBackend;
+use mcp_ledger_operator::api::{self, InventoryApi};
 use mcp_ledger_operator::cache::Caches;
 use mcp_ledger_operator::controller::{self, Context, Settings};
 use mcp_ledger_operator::inject::{InjectSettings, RejectedPods};
@@ -62,6 +64,16 @@ struct Args {
     /// Seconds between checks of the certificate files for a rotation.
     #[arg(long, default_value_t = 10)]
     cert_reload_seconds: u64,
+
+    /// HTTPS address of the inventory API (/v1/inventory, /v1/inventory.csv, /v1/history,
+    /// POST /v1/usage), served with the webhook certificate.
+    #[arg(long, default_value = "0.0.0.0:8444")]
+    api_listen: SocketAddr,
+
+    /// Users allowed to POST usage reports (repeatable; default:
+    /// system:serviceaccount:<namespace>:mcp-ledger-node, the node agents).
+    #[arg(long = "usage-user")]
+    usage_users: Vec<String>,
 
     /// Plain-HTTP address of /metrics, /healthz and /readyz.
     #[arg(long, default_value = "0.0.0.0:8080")]
@@ -213,9 +225,27 @@ async fn run(args: Args) -> Result<()> {
     tokio::time::timeout(Duration::from_secs(60), caches.ready())
         .await
         .context("the McpServer and McpRedactionPolicy caches did not fill within 60 s: are the CRDs installed?")?;
-    let webhook_task = tokio::spawn(webhook::serve(listener, webhook::tls_config(certs), app, stop.clone()));
+    let api_listener = tokio::net::TcpListener::bind(args.api_listen)
+        .await
+        .with_context(|| format!("binding --api-listen {}", args.api_listen))?;
+    let tls = webhook::tls_config(certs);
+    let webhook_task = tokio::spawn(webhook::serve(listener, tls.clone(), webhook::handler(app), stop.clone()));
+    let usage_users = if args.usage_users.is_empty() {
+        vec![format!("system:serviceaccount:{}:mcp-ledger-node", args.namespace)]
+    } else {
+        args.usage_users.clone()
+    };
+    let inventory = Arc::new(InventoryApi {
+        backend: Arc::new(KubeBackend {
+            client: client.clone(),
+            caches: caches.clone(),
+            namespace: args.namespace.clone(),
+        }),
+        usage_users,
+    });
+    let api_task = tokio::spawn(webhook::serve(api_listener, tls, api::handler(inventory), stop.clone()));
     ready.store(true, Ordering::Relaxed);
-    tracing::info!(webhook = %args.webhook_listen, admin = %args.admin_listen, identity = %identity, "mcp-ledger operator serving");
+    tracing::info!(webhook = %args.webhook_listen, api = %args.api_listen, admin = %args.admin_listen, identity = %identity, "mcp-ledger operator serving");
 
     let settings = Settings {
         namespace: args.namespace.clone(),
@@ -251,6 +281,7 @@ async fn run(args: Args) -> Result<()> {
     };
     ready.store(false, Ordering::Relaxed);
     webhook_task.abort();
+    api_task.abort();
     match outcome {
         Ok(()) => {
             tracing::info!("mcp-ledger operator stopped");
