@@ -215,6 +215,14 @@ pub fn admit_server(req: &AdmissionRequest<DynamicObject>, redaction_policies: &
         Ok(v) => v,
         Err(e) => return Decision::invalid(req, format!("McpServer: {e}")),
     };
+    // Only a new spec is checked: metadata-only updates (finalizers, annotations, a
+    // deletion in progress) must never be blocked by, say, a policy deleted since.
+    let old_spec = req.old_object.as_ref().map(|o| &o.data["spec"]);
+    if req.operation == Operation::Update
+        && (old_spec == Some(&value["spec"]) || server.metadata.deletion_timestamp.is_some())
+    {
+        return Decision::allow(req);
+    }
     let id = format!("{}/{}", req.namespace.as_deref().unwrap_or_default(), req.name);
     let mut problems = Vec::new();
     match Selector::try_from(server.spec.selector.clone()) {

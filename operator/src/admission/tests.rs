@@ -263,3 +263,22 @@ fn malformed_reviews_are_refused_with_a_reason() {
     assert_eq!(body["apiVersion"], "admission.k8s.io/v1");
     assert_eq!(body["response"]["allowed"], false);
 }
+
+#[test]
+fn metadata_only_updates_pass_even_when_a_referenced_policy_is_gone() {
+    let mut old = server_json(json!({names::ADDED_BY: "alice"}));
+    old["spec"]["redactionPolicyRef"] = json!({"name": "deleted-since"});
+    let mut new = old.clone();
+    new["metadata"]["finalizers"] = json!([names::FINALIZER]);
+    let req = parse_review(&review_json(SERVER, "UPDATE", OPERATOR, Some(new.clone()), Some(old.clone()))).unwrap();
+    assert!(admit_server(&req, &[], OPERATOR).response.allowed, "adding the finalizer is not blocked");
+    new["metadata"]["deletionTimestamp"] = json!("2026-11-24T12:00:00Z");
+    new["metadata"]["finalizers"] = json!([]);
+    let req = parse_review(&review_json(SERVER, "UPDATE", OPERATOR, Some(new), Some(old.clone()))).unwrap();
+    assert!(admit_server(&req, &[], OPERATOR).response.allowed, "removing it during deletion is not blocked");
+    // A spec change is checked again.
+    let mut edited = old.clone();
+    edited["spec"]["description"] = json!("now with a description");
+    let req = parse_review(&review_json(SERVER, "UPDATE", "alice", Some(edited), Some(old))).unwrap();
+    assert!(!admit_server(&req, &[], OPERATOR).response.allowed);
+}
