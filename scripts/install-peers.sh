@@ -29,3 +29,5 @@ if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2
   # The package may start a system service; the tests run their own instances.
   $sudo systemctl stop prometheus >/dev/null 2>&1 || true
 fi
+# helm (official static build, pinned) for the chart tests.
+scripts/install-helm.sh >/dev/null
