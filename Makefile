@@ -53,9 +53,17 @@ test: lint generate-check unit ## Everything CI runs: lint, generated-files chec
 
 .PHONY: e2e
 e2e: toolchain ## Cluster tests against the cluster KUBECONFIG points to (print why they skip when it points nowhere)
+	@scripts/install-helm.sh >/dev/null
 	$(CARGO) build --locked -p mcp-ledger-operator --bin mcp-ledger-operator
 	MCP_LEDGER_E2E=1 MCP_LEDGER_OPERATOR_BIN=$(CURDIR)/target/debug/mcp-ledger-operator \
 		$(CARGO) test --locked -p mcp-ledger-tests --test 'e2e_*' -- --nocapture --test-threads=1
+
+IMAGE_TAG ?= $(shell sed -n 's/^appVersion: "\(.*\)"/\1/p' charts/mcp-ledger/Chart.yaml)
+
+.PHONY: image
+image: ## Build the operator and agent images (needs a Docker engine; none on the CI machine)
+	docker build -f docker/Dockerfile --build-arg BIN=mcp-ledger-operator -t mcp-ledger/operator:$(IMAGE_TAG) .
+	docker build -f docker/Dockerfile --build-arg BIN=mcp-ledger-agent -t mcp-ledger/agent:$(IMAGE_TAG) .
 
 .PHONY: demo
 demo: toolchain ## Run a real MCP server behind the agent, send real traffic, print the redacted records

@@ -200,7 +200,7 @@ async fn operator_keeps_the_inventory_and_injects_the_agent() {
             "--leader-election=true",
             "--lease-seconds=6",
             "--resync-seconds=20",
-            "--agent-image=ghcr.io/mcp-ledger/agent:e2e",
+            "--agent-image=mcp-ledger/agent:e2e",
         ])
         .stdout(Stdio::inherit())
         .stderr(Stdio::inherit())

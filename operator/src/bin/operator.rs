@@ -92,7 +92,7 @@ struct Args {
     lease_seconds: u64,
 
     /// Agent image injected into MCP server pods.
-    #[arg(long, env = "MCP_LEDGER_AGENT_IMAGE", default_value = "ghcr.io/mcp-ledger/agent:latest")]
+    #[arg(long, env = "MCP_LEDGER_AGENT_IMAGE", default_value = "mcp-ledger/agent:latest")]
     agent_image: String,
 
     /// imagePullPolicy of the injected agent (Always, IfNotPresent, Never).

@@ -74,7 +74,7 @@ impl Default for InjectSettings {
             Some(map)
         };
         Self {
-            image: "ghcr.io/mcp-ledger/agent:latest".to_owned(),
+            image: "mcp-ledger/agent:latest".to_owned(),
             image_pull_policy: None,
             native_sidecar: true,
             proxy_port: 15080,

@@ -1,0 +1,84 @@
+//! Cluster test of the Helm chart, under `make e2e`: `helm install` of the chart into the
+//! cluster that KUBECONFIG points to (with the pinned helm from `make peers`), then the
+//! CRDs are Established, the webhook configurations carry the CA bundle of the certificate
+//! Secret, the operator Deployment and the default redaction policy exist; `helm uninstall`
+//! cleans up. The images need not be pullable for this: the webhooks are installed with
+//! failurePolicy Ignore so an operator that cannot start does not block the cluster.
+
+use std::path::Path;
+use std::process::Command;
+
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, PostParams};
+use serde_json::json;
+
+fn helm(args: &[&str]) -> std::process::Output {
+    let helm = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/tools/helm");
+    assert!(helm.exists(), "{} is missing: run `make peers`", helm.display());
+    Command::new(helm).args(args).output().expect("helm runs")
+}
+
+#[tokio::test]
+async fn the_chart_installs_with_crds_established_and_webhooks_configured() {
+    let Some(client) =
+        mcp_ledger_tests::e2e_client("the_chart_installs_with_crds_established_and_webhooks_configured").await
+    else {
+        return;
+    };
+    let ns = mcp_ledger_tests::unique_namespace("mcpl-e2e-chart");
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap())
+        .await
+        .unwrap();
+    let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/mcp-ledger");
+    let release = "e2e";
+    let out = helm(&[
+        "install",
+        release,
+        chart.to_str().unwrap(),
+        "--namespace",
+        &ns,
+        "--set",
+        "webhook.failurePolicy=Ignore",
+        "--set",
+        "operator.replicas=1",
+    ]);
+    let installed = out.status.success();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let (check_client, check_ns) = (client.clone(), ns.clone());
+    let check = async move {
+        let (client, ns) = (check_client, check_ns);
+        assert!(installed, "helm install: {stderr}");
+        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+        for (_, crd) in mcp_ledger_crds::crds() {
+            let name = crd.metadata.name.unwrap();
+            let got = crds.get(&name).await.unwrap_or_else(|e| panic!("CRD {name} after helm install: {e}"));
+            let established = got
+                .status
+                .and_then(|s| s.conditions)
+                .unwrap_or_default()
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True");
+            assert!(established, "CRD {name} is not Established");
+        }
+        let full = format!("{release}-mcp-ledger");
+        let secret = Api::<Secret>::namespaced(client.clone(), &ns).get(&format!("{full}-webhook-tls")).await.unwrap();
+        let ca = secret.data.unwrap()["ca.crt"].clone();
+        let hooks = Api::<MutatingWebhookConfiguration>::all(client.clone()).get(&full).await.unwrap();
+        for hook in hooks.webhooks.unwrap() {
+            assert_eq!(hook.client_config.ca_bundle.as_ref(), Some(&ca), "webhook {} has the CA bundle", hook.name);
+        }
+        Api::<Deployment>::namespaced(client.clone(), &ns).get(&format!("{full}-operator")).await.unwrap();
+        let policies = mcp_ledger_tests::crd_api(&client, &ns, "McpRedactionPolicy", "mcpredactionpolicies");
+        policies.get("default").await.expect("the default redaction policy is installed");
+    };
+    let result = tokio::spawn(check).await;
+    let _ = helm(&["uninstall", release, "--namespace", &ns]);
+    let _ = Api::<Namespace>::all(client).delete(&ns, &DeleteParams::default()).await;
+    if let Err(e) = result {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
