@@ -126,7 +126,9 @@ pub async fn run(config: AgentConfig, options: RunOptions, shutdown: watch::Rece
         tracing::warn!("no exporter configured: records are built and counted but go nowhere");
     }
 
-    let redactor = Arc::new(redact::Redactor::new(&config.redaction.policy));
+    // Fail closed: an agent whose policy does not compile does not start (and so never
+    // forwards traffic it cannot record safely).
+    let redactor = Arc::new(redact::Redactor::from_config(&config).context("redaction")?);
     let (redactor_tx, redactor_rx) = watch::channel(redactor.clone());
     let server = capture::ServerFacts {
         name: config.server.name.clone(),
@@ -165,7 +167,7 @@ pub async fn run(config: AgentConfig, options: RunOptions, shutdown: watch::Rece
     };
     let admin_task = tokio::spawn(admin::serve(admin_listener, render, ready.clone(), shutdown.clone()));
     if let Some(path) = options.config_file.clone() {
-        tokio::spawn(watch_policy(path, redactor_tx, shutdown.clone()));
+        tokio::spawn(watch_policy(path, redactor_tx, metrics.clone(), shutdown.clone()));
     }
 
     proxy::serve(proxy_listener, proxy, shutdown, options.drain).await;
@@ -179,7 +181,12 @@ pub async fn run(config: AgentConfig, options: RunOptions, shutdown: watch::Rece
 
 /// Polls the configuration file and swaps in the new redaction policy when it changes.
 /// A file that does not parse or validate is reported and the last good policy stays.
-async fn watch_policy(path: PathBuf, tx: watch::Sender<Arc<redact::Redactor>>, mut shutdown: watch::Receiver<bool>) {
+async fn watch_policy(
+    path: PathBuf,
+    tx: watch::Sender<Arc<redact::Redactor>>,
+    metrics: metrics::Metrics,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let modified = |p: &PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     let mut last = modified(&path);
     loop {
@@ -192,13 +199,18 @@ async fn watch_policy(path: PathBuf, tx: watch::Sender<Arc<redact::Redactor>>, m
             continue;
         }
         last = now;
-        match std::fs::read_to_string(&path).map_err(anyhow::Error::from).and_then(|t| Ok(AgentConfig::from_json(&t)?))
-        {
-            Ok(config) => {
-                let _ = tx.send(Arc::new(redact::Redactor::new(&config.redaction.policy)));
+        let loaded = std::fs::read_to_string(&path)
+            .map_err(anyhow::Error::from)
+            .and_then(|t| Ok(AgentConfig::from_json(&t)?))
+            .and_then(|config| Ok(redact::Redactor::from_config(&config)?));
+        match loaded {
+            Ok(redactor) => {
+                let _ = tx.send(Arc::new(redactor));
+                metrics.config_reloads.with_label_values(&["ok"]).inc();
                 tracing::info!(path = %path.display(), "redaction policy reloaded");
             }
             Err(e) => {
+                metrics.config_reloads.with_label_values(&["error"]).inc();
                 tracing::error!(path = %path.display(), error = %e, "configuration change refused; keeping the last good policy")
             }
         }

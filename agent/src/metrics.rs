@@ -35,6 +35,8 @@ pub struct Metrics {
     pub http_requests: IntCounterVec,
     /// Export attempts that failed and were retried, by exporter.
     pub export_retries: IntCounterVec,
+    /// Reloads of the configuration file's redaction policy by result (`ok`, `error`).
+    pub config_reloads: IntCounterVec,
     /// Build information (always 1).
     pub build_info: IntGaugeVec,
 }
@@ -106,6 +108,14 @@ impl Metrics {
             &["exporter"],
         )
         .expect("valid metric");
+        let config_reloads = IntCounterVec::new(
+            Opts::new(
+                "mcp_ledger_config_reloads_total",
+                "Reloads of the redaction policy from the configuration file, by result (error: the last good policy stays).",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
         let build_info = IntGaugeVec::new(
             Opts::new("mcp_ledger_build_info", "Build information of the agent (always 1)."),
             &["version", "mode"],
@@ -123,6 +133,7 @@ impl Metrics {
             Box::new(redactions.clone()),
             Box::new(http_requests.clone()),
             Box::new(export_retries.clone()),
+            Box::new(config_reloads.clone()),
             Box::new(build_info.clone()),
         ] {
             registry.register(c).expect("metric registered once");
@@ -140,6 +151,7 @@ impl Metrics {
             redactions,
             http_requests,
             export_retries,
+            config_reloads,
             build_info,
         }
     }

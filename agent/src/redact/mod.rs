@@ -187,6 +187,19 @@ impl Redactor {
     }
 
     /// The default policy (every default detector on, mask).
+    /// Compiles the policy of an agent configuration, reading the HMAC key from
+    /// `redaction.hashKeyFile` when one is set.
+    pub fn from_config(config: &mcp_ledger_crds::AgentConfig) -> Result<Self, PolicyError> {
+        let key = match &config.redaction.hash_key_file {
+            Some(path) => Some(
+                std::fs::read(path)
+                    .map_err(|e| PolicyError(vec![format!("redaction.hashKeyFile '{path}' cannot be read: {e}")]))?,
+            ),
+            None => None,
+        };
+        Self::compile(&config.redaction.policy, key)
+    }
+
     pub fn new(policy: &McpRedactionPolicySpec) -> Self {
         Self::compile(policy, None).expect("policy compiles")
     }

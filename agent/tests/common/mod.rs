@@ -115,13 +115,23 @@ pub fn config(upstream_port: u16, dir: &Path) -> AgentConfig {
 
 impl Agent {
     pub async fn start(config: AgentConfig) -> Self {
+        Self::start_with(config, None).await
+    }
+
+    /// Starts the agent as sidecar mode does: configured from `file`, which it watches.
+    pub async fn start_from_file(file: &Path) -> Self {
+        let config = AgentConfig::from_json(&std::fs::read_to_string(file).unwrap()).unwrap();
+        Self::start_with(config, Some(file.to_owned())).await
+    }
+
+    async fn start_with(config: AgentConfig, config_file: Option<PathBuf>) -> Self {
         let port: u16 = config.listen.proxy.rsplit(':').next().unwrap().parse().unwrap();
         let admin: u16 = config.listen.admin.rsplit(':').next().unwrap().parse().unwrap();
         let records_path = PathBuf::from(&config.exporters.json_lines.as_ref().unwrap().path);
         let (shutdown, rx) = watch::channel(false);
         let options = mcp_ledger_agent::RunOptions {
             mode: "local",
-            config_file: None,
+            config_file,
             pod: mcp_ledger_agent::PodInfo { pod: Some("test-pod-0".into()), ..Default::default() },
             drain: Duration::from_secs(5),
         };
