@@ -29,6 +29,14 @@ impl Lookup for Caches {
             .collect()
     }
 
+    fn redaction_policy(&self, namespace: &str, name: &str) -> Option<mcp_ledger_crds::McpRedactionPolicySpec> {
+        self.policies
+            .state()
+            .iter()
+            .find(|p| p.namespace().as_deref() == Some(namespace) && p.name_any() == name)
+            .map(|p| p.spec.clone())
+    }
+
     fn redaction_policies(&self, namespace: &str) -> Vec<String> {
         self.policies
             .state()

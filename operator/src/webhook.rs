@@ -143,6 +143,8 @@ pub trait Lookup: Send + Sync + 'static {
     fn servers(&self, namespace: &str) -> Vec<McpServer>;
     /// The names of the McpRedactionPolicies of a namespace.
     fn redaction_policies(&self, namespace: &str) -> Vec<String>;
+    /// One McpRedactionPolicy's spec.
+    fn redaction_policy(&self, namespace: &str, name: &str) -> Option<mcp_ledger_crds::McpRedactionPolicySpec>;
 }
 
 /// Carries out an admission side effect (an Event, recording a removal).
@@ -205,7 +207,13 @@ impl Webhook {
             path::REDACTION_POLICIES => admission::admit_redaction_policy(&request),
             path::ACCESS_POLICIES => admission::admit_access_policy(&request),
             _ => {
-                let (decision, skip) = admission::admit_pod(&request, &self.lookup.servers(&namespace), &self.inject);
+                let lookup = &self.lookup;
+                let hash_key = |server: &McpServer| {
+                    let reference = server.spec.redaction_policy_ref.as_ref()?;
+                    lookup.redaction_policy(&namespace, &reference.name)?.hash_key_secret_ref
+                };
+                let servers = self.lookup.servers(&namespace);
+                let (decision, skip) = admission::admit_pod(&request, &servers, &self.inject, &hash_key);
                 let outcome = skip.map(|s| s.label()).unwrap_or(decision.outcome);
                 self.metrics.injections.with_label_values(&[outcome]).inc();
                 decision

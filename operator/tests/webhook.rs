@@ -28,6 +28,13 @@ impl Lookup for Fixed {
     fn redaction_policies(&self, _: &str) -> Vec<String> {
         vec!["strict".to_owned()]
     }
+    fn redaction_policy(&self, _: &str, name: &str) -> Option<mcp_ledger_crds::McpRedactionPolicySpec> {
+        // "strict" hashes with a key from the Secret hmac/key.
+        (name == "strict").then(|| {
+            serde_json::from_value(json!({"defaultAction": "hash", "hashKeySecretRef": {"name": "hmac", "key": "key"}}))
+                .unwrap()
+        })
+    }
 }
 
 struct Running {

@@ -383,6 +383,7 @@ pub fn admit_pod(
     req: &AdmissionRequest<DynamicObject>,
     servers: &[McpServer],
     settings: &InjectSettings,
+    hash_key: &dyn Fn(&McpServer) -> Option<mcp_ledger_crds::common::SecretKeyRef>,
 ) -> (Decision, Option<inject::Skip>) {
     if req.operation != Operation::Create {
         return (Decision::allow(req), None);
@@ -392,7 +393,7 @@ pub fn admit_pod(
         Err(e) => return (Decision::invalid(req, format!("Pod: {e}")), None),
     };
     let namespace = req.namespace.clone().unwrap_or_default();
-    match inject::decide(&pod, servers, settings) {
+    match inject::decide_with_key(&pod, servers, settings, hash_key) {
         Outcome::Skip(skip) => (Decision::allow(req), Some(skip)),
         Outcome::Refuse(message) => (Decision::deny(req, message), None),
         Outcome::NotInjected { server, message } => {

@@ -219,7 +219,7 @@ fn a_pod_patch_applied_by_the_api_server_yields_the_injected_pod() {
         None,
     ))
     .unwrap();
-    let (d, skip) = admit_pod(&req, &[server("github", json!("mcp"))], &InjectSettings::default());
+    let (d, skip) = admit_pod(&req, &[server("github", json!("mcp"))], &InjectSettings::default(), &|_| None);
     assert_eq!((d.outcome, skip), ("injected", None));
     let patched = apply(&d.response, &original);
     assert_eq!(patched["spec"]["containers"][0]["futureField"]["kept"], true);
@@ -235,7 +235,7 @@ fn a_pod_patch_applied_by_the_api_server_yields_the_injected_pod() {
 fn a_pod_without_the_port_is_admitted_unchanged_with_a_warning_and_an_event() {
     let original = serde_json::to_value(pod("github")).unwrap();
     let req = parse_review(&review_json(POD, "CREATE", "rs-controller", Some(original), None)).unwrap();
-    let (d, _) = admit_pod(&req, &[server("github", json!("http"))], &InjectSettings::default());
+    let (d, _) = admit_pod(&req, &[server("github", json!("http"))], &InjectSettings::default(), &|_| None);
     assert!(d.response.allowed);
     assert!(d.response.patch.is_none());
     assert_eq!(d.outcome, "not_injected");
@@ -255,7 +255,7 @@ fn malformed_reviews_are_refused_with_a_reason() {
     // A pod object that is not a pod is answered (with the request's uid), not dropped.
     let req =
         parse_review(&review_json(POD, "CREATE", "u", Some(json!({"spec": {"containers": "nope"}})), None)).unwrap();
-    let (d, _) = admit_pod(&req, &[], &InjectSettings::default());
+    let (d, _) = admit_pod(&req, &[], &InjectSettings::default(), &|_| None);
     assert!(!d.response.allowed);
     assert_eq!(d.response.uid, "705ab4f5-6393-11e8-b7cc-42010a800002");
     assert_eq!(d.outcome, "invalid");

@@ -9,13 +9,15 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, KeyToPath,
-    ObjectFieldSelector, Pod, Probe, ResourceRequirements, SeccompProfile, SecurityContext, Volume, VolumeMount,
+    ObjectFieldSelector, Pod, Probe, ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext, Volume,
+    VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 use kube::core::{Selector, SelectorExt};
 use mcp_ledger_crds::McpServer;
+use mcp_ledger_crds::common::SecretKeyRef;
 use mcp_ledger_crds::server::ApprovalState;
 
 use crate::names;
@@ -30,6 +32,10 @@ pub const ADMIN_PORT_NAME: &str = "mcpl-admin";
 pub const CONFIG_DIR: &str = "/etc/mcp-ledger";
 /// Name of the volume that carries the agent configuration.
 pub const CONFIG_VOLUME: &str = "mcp-ledger-agent-config";
+/// Where the HMAC key for `hash` redactions is mounted in the agent container.
+pub const HASH_KEY_FILE: &str = "/var/run/mcp-ledger/hash-key/key";
+/// Name of the volume that carries the HMAC key Secret.
+pub const HASH_KEY_VOLUME: &str = "mcp-ledger-hash-key";
 /// User and group the agent runs as (the conventional "nonroot" id of distroless images).
 pub const AGENT_UID: i64 = 65532;
 
@@ -167,6 +173,17 @@ pub fn selects(server: &McpServer, labels: &BTreeMap<String, String>) -> bool {
 /// Decides what happens to a pod being created in a namespace that opted in. `servers`
 /// are the McpServers of the pod's namespace.
 pub fn decide(pod: &Pod, servers: &[McpServer], settings: &InjectSettings) -> Outcome {
+    decide_with_key(pod, servers, settings, &|_| None)
+}
+
+/// As [`decide`]; `hash_key` names the Secret key holding the HMAC key of a server whose
+/// own McpRedactionPolicy has one (same namespace), which is mounted for the agent.
+pub fn decide_with_key(
+    pod: &Pod,
+    servers: &[McpServer],
+    settings: &InjectSettings,
+    hash_key: &dyn Fn(&McpServer) -> Option<SecretKeyRef>,
+) -> Outcome {
     let annotations = pod.annotations();
     if annotations.get(names::INJECT_ANNOTATION).map(String::as_str) == Some("false") {
         return Outcome::Skip(Skip::OptedOut);
@@ -202,7 +219,7 @@ pub fn decide(pod: &Pod, servers: &[McpServer], settings: &InjectSettings) -> Ou
             server.namespace().unwrap_or_default()
         ));
     }
-    match add_agent(pod, server, settings) {
+    match add_agent(pod, server, settings, hash_key(server)) {
         Ok((mut pod, warnings)) => {
             let annotations = pod.metadata.annotations.get_or_insert_with(BTreeMap::new);
             annotations.insert(names::SERVER_ANNOTATION.to_owned(), name.clone());
@@ -262,7 +279,12 @@ fn port_text(port: &IntOrString) -> String {
 }
 
 /// The pod with the agent added, or why it cannot be added.
-fn add_agent(pod: &Pod, server: &McpServer, settings: &InjectSettings) -> Result<(Pod, Vec<String>), String> {
+fn add_agent(
+    pod: &Pod,
+    server: &McpServer,
+    settings: &InjectSettings,
+    hash_key: Option<SecretKeyRef>,
+) -> Result<(Pod, Vec<String>), String> {
     let server_id = format!("{}/{}", server.namespace().unwrap_or_default(), server.name_any());
     let pod_name = pod_display_name(pod);
     let Some((ci, pi)) = find_port(pod, &server.spec.port) else {
@@ -318,10 +340,31 @@ fn add_agent(pod: &Pod, server: &McpServer, settings: &InjectSettings) -> Result
              container {app_name} directly, without the agent: {hint}"
         ));
     }
-    let agent = agent_container(server, settings, app_port, &app_name, taken_name);
+    let mut agent = agent_container(server, settings, app_port, &app_name, taken_name);
     let volumes = spec.volumes.get_or_insert_with(Vec::new);
     if !volumes.iter().any(|v| v.name == CONFIG_VOLUME) {
         volumes.push(config_volume(&server.name_any()));
+    }
+    if let Some(key) = hash_key {
+        volumes.retain(|v| v.name != HASH_KEY_VOLUME);
+        volumes.push(Volume {
+            name: HASH_KEY_VOLUME.to_owned(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(key.name),
+                items: Some(vec![KeyToPath { key: key.key, path: "key".to_owned(), mode: None }]),
+                // The agent runs as a non-root user without fsGroup: it must be able to read it.
+                default_mode: Some(0o444),
+                optional: Some(false),
+            }),
+            ..Default::default()
+        });
+        let dir = HASH_KEY_FILE.rsplit_once('/').map(|(d, _)| d).unwrap_or(HASH_KEY_FILE);
+        agent.volume_mounts.get_or_insert_with(Vec::new).push(VolumeMount {
+            name: HASH_KEY_VOLUME.to_owned(),
+            mount_path: dir.to_owned(),
+            read_only: Some(true),
+            ..Default::default()
+        });
     }
     if settings.native_sidecar {
         spec.init_containers.get_or_insert_with(Vec::new).push(agent);

@@ -5,6 +5,7 @@ use mcp_ledger_crds::server::{Approval, ApprovalState, McpServerStatus};
 use serde_json::json;
 
 use super::*;
+use mcp_ledger_crds::common::SecretKeyRef;
 
 pub(crate) fn server(name: &str, port: serde_json::Value) -> McpServer {
     serde_json::from_value(json!({
@@ -224,4 +225,27 @@ fn a_pod_that_uses_the_agent_port_is_not_injected() {
         }
         other => panic!("expected NotInjected, got {other:?}"),
     }
+}
+
+#[test]
+fn the_hmac_key_secret_of_the_servers_policy_is_mounted_read_only() {
+    let key = SecretKeyRef { name: "hmac".into(), key: "key".into() };
+    let outcome =
+        decide_with_key(&pod("github"), &[server("github", json!("mcp"))], &InjectSettings::default(), &|_| {
+            Some(key.clone())
+        });
+    let (pod, _) = injected(outcome);
+    let spec = pod.spec.unwrap();
+    let volume = spec.volumes.as_ref().unwrap().iter().find(|v| v.name == HASH_KEY_VOLUME).unwrap();
+    let secret = volume.secret.as_ref().unwrap();
+    assert_eq!(secret.secret_name.as_deref(), Some("hmac"));
+    assert_eq!(secret.items.as_ref().unwrap()[0].key, "key");
+    let agent = &spec.init_containers.unwrap()[0];
+    let mount = agent.volume_mounts.as_ref().unwrap().iter().find(|m| m.name == HASH_KEY_VOLUME).unwrap();
+    assert_eq!(format!("{}/key", mount.mount_path), HASH_KEY_FILE);
+    assert_eq!(mount.read_only, Some(true));
+    // Without a key nothing is mounted.
+    let (pod, _) =
+        injected(decide(&super::tests::pod("github"), &[server("github", json!("mcp"))], &InjectSettings::default()));
+    assert!(!pod.spec.unwrap().volumes.unwrap().iter().any(|v| v.name == HASH_KEY_VOLUME));
 }

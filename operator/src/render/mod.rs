@@ -109,6 +109,31 @@ fn stricter_unscannable(a: UnscannableAction, b: UnscannableAction) -> Unscannab
     }
 }
 
+/// Whether any action of the policy is `hash`.
+pub fn uses_hash(p: &McpRedactionPolicySpec) -> bool {
+    p.default_action == Action::Hash
+        || p.headers.action == Action::Hash
+        || p.detectors.iter().any(|d| d.action == Some(Action::Hash))
+        || p.json_paths.iter().any(|r| r.action == Action::Hash)
+        || p.custom_patterns.iter().any(|r| r.action == Action::Hash)
+}
+
+/// The policy with every `hash` action turned into `mask`.
+pub fn hash_to_mask(mut p: McpRedactionPolicySpec) -> McpRedactionPolicySpec {
+    let fix = |a: &mut Action| {
+        if *a == Action::Hash {
+            *a = Action::Mask;
+        }
+    };
+    fix(&mut p.default_action);
+    fix(&mut p.headers.action);
+    p.detectors.iter_mut().filter_map(|d| d.action.as_mut()).for_each(fix);
+    p.json_paths.iter_mut().for_each(|r| fix(&mut r.action));
+    p.custom_patterns.iter_mut().for_each(|r| fix(&mut r.action));
+    p.hash_key_secret_ref = None;
+    p
+}
+
 /// The agent configuration of one server with its effective redaction policy.
 pub fn agent_config(server: &McpServer, policy: McpRedactionPolicySpec, settings: &RenderSettings) -> AgentConfig {
     let approval = server.status.as_ref().and_then(|s| s.approval.as_ref());
@@ -182,7 +207,26 @@ pub fn render_namespace(
                 )),
             }
         }
-        let config = agent_config(server, policy, settings);
+        // The HMAC key reaches the agent only from a Secret of the server's own namespace,
+        // named by the server's own policy (the injector mounts it). Without one, `hash`
+        // becomes `mask`: stricter, and the agent can still start.
+        let own_key = server.spec.redaction_policy_ref.as_ref().and_then(|r| {
+            policies.iter().find(|p| p.name_any() == r.name).and_then(|p| p.spec.hash_key_secret_ref.clone())
+        });
+        let mut hash_key_file = None;
+        if own_key.is_some() {
+            hash_key_file = Some(crate::inject::HASH_KEY_FILE.to_owned());
+        } else if uses_hash(&policy) {
+            policy = hash_to_mask(policy);
+            out.problems.push((
+                name.clone(),
+                format!(
+                    "the effective redaction policy hashes values, but no HMAC key Secret of namespace {namespace} is                      named by the server's own McpRedactionPolicy (hashKeySecretRef); hashed values are masked instead"
+                ),
+            ));
+        }
+        let mut config = agent_config(server, policy, settings);
+        config.redaction.hash_key_file = hash_key_file;
         if let Err(e) = config.validate() {
             out.problems.push((name.clone(), format!("rendered agent configuration is invalid: {e}")));
             continue;

@@ -139,3 +139,31 @@ fn a_missing_or_broken_server_policy_falls_back_to_the_default_and_says_so() {
     assert!(rendered.problems[0].1.contains("bad"), "names the rule: {}", rendered.problems[0].1);
     assert_eq!(AgentConfig::from_json(&rendered.data["github.json"]).unwrap().redaction.policy, default);
 }
+
+#[test]
+fn hashing_needs_a_key_of_the_servers_namespace_or_becomes_masking() {
+    let mut s = server("github", json!("mcp"));
+    s.spec.redaction_policy_ref = Some(mcp_ledger_crds::common::LocalObjectRef { name: "strict".into() });
+    let own = [policy(
+        "strict",
+        json!({"jsonPaths": [{"name": "user", "path": "$.params.arguments.user", "action": "hash"}],
+               "hashKeySecretRef": {"name": "hmac", "key": "key"}}),
+    )];
+    let rendered = render_namespace(std::slice::from_ref(&s), &own, None, &RenderSettings::default());
+    assert!(rendered.problems.is_empty(), "{:?}", rendered.problems);
+    let config = AgentConfig::from_json(&rendered.data["github.json"]).unwrap();
+    assert_eq!(config.redaction.hash_key_file.as_deref(), Some(crate::inject::HASH_KEY_FILE));
+    assert_eq!(config.redaction.policy.json_paths[0].action, Action::Hash);
+
+    // The cluster default hashes, but its Secret lives in the operator's namespace.
+    let default = spec(json!({"defaultAction": "hash", "hashKeySecretRef": {"name": "hmac", "key": "key"}}));
+    let plain = server("slack", json!("mcp"));
+    let rendered = render_namespace(&[plain], &[], Some(&default), &RenderSettings::default());
+    assert_eq!(rendered.problems.len(), 1);
+    assert!(rendered.problems[0].1.contains("hashed values are masked instead"), "{}", rendered.problems[0].1);
+    let config = AgentConfig::from_json(&rendered.data["slack.json"]).unwrap();
+    assert_eq!(config.redaction.policy.default_action, Action::Mask);
+    assert!(config.redaction.hash_key_file.is_none());
+    assert!(!uses_hash(&config.redaction.policy));
+    assert!(Redactor::compile(&config.redaction.policy, None).is_ok(), "the agent can start without a key");
+}
