@@ -8,6 +8,7 @@ pub mod export;
 pub mod ids;
 pub mod mcp;
 pub mod metrics;
+pub mod node;
 pub mod pipeline;
 pub mod process;
 pub mod proxy;
