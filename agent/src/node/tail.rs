@@ -101,6 +101,9 @@ pub struct Counts {
     pub rotations: u64,
 }
 
+/// Decides which containers' logs are followed.
+pub type SourceFilter = Box<dyn Fn(&Source) -> bool + Send>;
+
 /// The tailer of one log root.
 pub struct Tailer {
     root: PathBuf,
@@ -111,7 +114,7 @@ pub struct Tailer {
     /// Positions restored from a previous run, used when a file is first seen.
     restored: BTreeMap<PathBuf, Position>,
     /// Which files to follow (e.g. only MCP server containers); all when `None`.
-    filter: Option<Box<dyn Fn(&Source) -> bool + Send>>,
+    filter: Option<SourceFilter>,
     counts: Counts,
 }
 
