@@ -37,12 +37,8 @@ fn main() {
     plain.sync_data().unwrap();
     let baseline = started.elapsed();
 
-    let config = BufferConfig {
-        dir: dir.join("buffer"),
-        max_bytes: 1 << 30,
-        segment_bytes: 16 << 20,
-        full: FullPolicy::Block,
-    };
+    let config =
+        BufferConfig { dir: dir.join("buffer"), max_bytes: 1 << 30, segment_bytes: 16 << 20, full: FullPolicy::Block };
     let (mut buffer, _) = DiskBuffer::open(config).unwrap();
     let started = Instant::now();
     let mut last_sync = Instant::now();

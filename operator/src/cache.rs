@@ -73,6 +73,25 @@ impl Caches {
         Self { servers, policies }
     }
 
+    /// Sets `mcp_ledger_operator_servers{approval}` from the cache every `every`.
+    pub async fn count_servers(self, metrics: crate::metrics::Metrics, every: std::time::Duration) {
+        use mcp_ledger_crds::server::ApprovalState;
+        loop {
+            let servers = self.servers.state();
+            for state in [ApprovalState::Pending, ApprovalState::Approved, ApprovalState::Rejected] {
+                let n = servers
+                    .iter()
+                    .filter(|s| {
+                        s.status.as_ref().and_then(|s| s.approval.as_ref()).map(|a| a.state).unwrap_or_default()
+                            == state
+                    })
+                    .count();
+                metrics.servers.with_label_values(&[state.as_str()]).set(i64::try_from(n).unwrap_or(i64::MAX));
+            }
+            tokio::time::sleep(every).await;
+        }
+    }
+
     /// Waits until both caches hold a first full list.
     pub async fn ready(&self) {
         let _ = self.servers.wait_until_ready().await;

@@ -244,6 +244,7 @@ async fn run(args: Args) -> Result<()> {
         usage_users,
     });
     let api_task = tokio::spawn(webhook::serve(api_listener, tls, api::handler(inventory), stop.clone()));
+    tokio::spawn(caches.clone().count_servers(metrics.clone(), Duration::from_secs(15)));
     ready.store(true, Ordering::Relaxed);
     tracing::info!(webhook = %args.webhook_listen, api = %args.api_listen, admin = %args.admin_listen, identity = %identity, "mcp-ledger operator serving");
 
