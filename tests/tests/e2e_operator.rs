@@ -16,7 +16,9 @@ use base64::Engine;
 use k8s_openapi::api::admissionregistration::v1::{MutatingWebhookConfiguration, ValidatingWebhookConfiguration};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authentication::v1::SelfSubjectReview;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
+use k8s_openapi::api::authentication::v1::TokenRequest;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams};
 use kube::{Client, ResourceExt};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, SanType};
@@ -141,6 +143,56 @@ fn deployment(name: &str, app: &str, port_name: &str) -> Deployment {
     .unwrap()
 }
 
+/// A token of a new ServiceAccount that may `list mcpservers` in `ns` only.
+async fn inventory_reader_token(client: &Client, ns: &str) -> String {
+    let pp = PostParams::default();
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
+    accounts.create(&pp, &serde_json::from_value(json!({"metadata": {"name": "reader"}})).unwrap()).await.unwrap();
+    Api::<Role>::namespaced(client.clone(), ns)
+        .create(
+            &pp,
+            &serde_json::from_value(json!({"metadata": {"name": "reader"}, "rules": [
+                {"apiGroups": ["mcpledger.dev"], "resources": ["mcpservers"], "verbs": ["list"]}]}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    Api::<RoleBinding>::namespaced(client.clone(), ns)
+        .create(
+            &pp,
+            &serde_json::from_value(json!({"metadata": {"name": "reader"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "reader"},
+                "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": ns}]}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let request: TokenRequest =
+        serde_json::from_value(json!({"spec": {"audiences": [], "expirationSeconds": 600}})).unwrap();
+    accounts.create_token_request("reader", &pp, &request).await.unwrap().status.expect("a token").token
+}
+
+/// GET over HTTPS with Python's TLS client, trusting only `ca`: (status, body).
+fn https_get(host: &str, port: u16, ca: &str, path: &str, token: &str) -> (u16, String) {
+    const CLIENT: &str = r#"
+import json, ssl, sys, urllib.request, urllib.error
+url, cafile, token = sys.argv[1], sys.argv[2], sys.argv[3]
+req = urllib.request.Request(url, headers={"Authorization": "Bearer " + token})
+try:
+    with urllib.request.urlopen(req, context=ssl.create_default_context(cafile=cafile), timeout=20) as r:
+        print(json.dumps([r.status, r.read().decode()]))
+except urllib.error.HTTPError as e:
+    print(json.dumps([e.code, e.read().decode()]))
+"#;
+    let ca_file = std::env::temp_dir().join(format!("mcpl-e2e-ca-{}.pem", std::process::id()));
+    std::fs::write(&ca_file, ca).unwrap();
+    let url = format!("https://{host}:{port}{path}");
+    let out = Command::new("python3").args(["-c", CLIENT, &url, ca_file.to_str().unwrap(), token]).output().unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("GET {url}: {e}: {}", String::from_utf8_lossy(&out.stderr)));
+    (v[0].as_u64().unwrap() as u16, v[1].as_str().unwrap().to_owned())
+}
+
 #[tokio::test]
 async fn operator_keeps_the_inventory_and_injects_the_agent() {
     let Some(client) = mcp_ledger_tests::e2e_client("operator_keeps_the_inventory_and_injects_the_agent").await else {
@@ -184,6 +236,7 @@ async fn operator_keeps_the_inventory_and_injects_the_agent() {
     // The operator, with a certificate for the address the API server calls.
     let host = std::env::var("MCP_LEDGER_E2E_WEBHOOK_HOST").unwrap_or_else(|_| "127.0.0.1".to_owned());
     let port = TcpListener::bind("0.0.0.0:0").unwrap().local_addr().unwrap().port();
+    let api_port = TcpListener::bind("0.0.0.0:0").unwrap().local_addr().unwrap().port();
     let dir = std::env::temp_dir().join(format!("{ns}-tls"));
     std::fs::create_dir_all(&dir).unwrap();
     let (ca, cert, key) = pki(&host);
@@ -196,6 +249,7 @@ async fn operator_keeps_the_inventory_and_injects_the_agent() {
             &format!("--webhook-listen=0.0.0.0:{port}"),
             &format!("--tls-cert={}", dir.join("tls.crt").display()),
             &format!("--tls-key={}", dir.join("tls.key").display()),
+            &format!("--api-listen=0.0.0.0:{api_port}"),
             "--admin-listen=127.0.0.1:0",
             "--leader-election=true",
             "--lease-seconds=6",
@@ -244,6 +298,22 @@ async fn operator_keeps_the_inventory_and_injects_the_agent() {
     })
     .await;
     assert!(agent_cm.data.unwrap_or_default().contains_key("github.json"));
+
+    // The inventory API: a ServiceAccount that may list McpServers in this namespace only.
+    let reader = inventory_reader_token(&client, &ns).await;
+    let path = format!("/v1/inventory?namespace={ns}");
+    let items = eventually(30, "the inventory API to list github with its creator", || async {
+        let (status, body) = https_get(&host, api_port, &ca, &path, &reader);
+        assert_ne!(status, 403, "the reader may list in its namespace: {body}");
+        let items: Value = serde_json::from_str(&body).ok()?;
+        (status == 200 && items["items"][0]["addedBy"] == json!(me)).then_some(items)
+    })
+    .await;
+    assert_eq!(items["items"][0]["name"], "github");
+    let (status, body) = https_get(&host, api_port, &ca, "/v1/inventory", &reader);
+    assert_eq!(status, 403, "cluster-wide needs cluster-wide rights: {body}");
+    let (status, _) = https_get(&host, api_port, &ca, "/v1/inventory", "not-a-token");
+    assert_eq!(status, 401);
 
     // A Deployment whose pods it selects: they carry the agent as a native sidecar.
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
