@@ -17,7 +17,8 @@ use mcp_ledger_crds::config::{FileSinkConfig, OtlpConfig, OtlpProtocol, ServerCo
 struct Args {
     /// `sidecar`: in an MCP server pod, configured by the file the operator renders.
     /// `local`: no cluster; configured by --config and/or the flags below.
-    /// `node`: the per-node log-enrichment agent (not built yet).
+    /// `node`: the per-node agent: receives the sidecars' records over OTLP, buffers them
+    /// on disk and relays them to --otlp-endpoint.
     #[arg(long, value_enum, env = "MCP_LEDGER_MODE", default_value = "sidecar")]
     mode: Mode,
 
@@ -55,18 +56,40 @@ struct Args {
     #[arg(long, value_name = "FILE")]
     csv: Option<String>,
 
-    /// [local] Export records as OTLP logs to this collector endpoint
-    /// (gRPC: http://host:4317; HTTP: http://host:4318).
+    /// [local, node] Export records as OTLP logs to this collector endpoint
+    /// (gRPC: http://host:4317; HTTP: http://host:4318). Required in node mode.
     #[arg(long, value_name = "URL")]
     otlp_endpoint: Option<String>,
 
-    /// [local] OTLP protocol for --otlp-endpoint.
+    /// [local, node] OTLP protocol for --otlp-endpoint.
     #[arg(long, value_enum, default_value = "grpc")]
     otlp_protocol: OtlpArg,
 
     /// [local] Largest message body captured into a record, in bytes.
     #[arg(long, value_name = "BYTES")]
     max_body_bytes: Option<usize>,
+
+    /// [node] Address of the OTLP receiver for the sidecars (gRPC and HTTP/protobuf).
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:4317")]
+    otlp_listen: std::net::SocketAddr,
+
+    /// [node] Folder of the disk buffer (a hostPath survives pod restarts).
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/mcp-ledger/buffer")]
+    buffer_dir: PathBuf,
+
+    /// [node] Most bytes the disk buffer may hold.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 30)]
+    buffer_max_bytes: u64,
+
+    /// [node] When the buffer is full: `block` (sidecars are told to retry) or
+    /// `drop-oldest` (the oldest records go, counted).
+    #[arg(long, value_enum, default_value = "block")]
+    buffer_full: BufferFullArg,
+
+    /// [node] Milliseconds between fsyncs of the disk buffer (what a power loss can take;
+    /// a killed process loses nothing that was acknowledged).
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    buffer_sync_ms: u64,
 
     /// Seconds open exchanges get to finish after SIGTERM/SIGINT before the agent exits.
     #[arg(long, default_value_t = 20)]
@@ -88,6 +111,12 @@ enum Mode {
 enum TransportArg {
     StreamableHttp,
     Sse,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum BufferFullArg {
+    Block,
+    DropOldest,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -152,11 +181,54 @@ fn load(args: &Args) -> Result<AgentConfig> {
     Ok(config)
 }
 
+fn run_node(args: &Args) -> Result<()> {
+    use mcp_ledger_agent::node::buffer::{BufferConfig, FullPolicy};
+    let endpoint =
+        args.otlp_endpoint.clone().context("--otlp-endpoint is required in node mode: the collector to relay to")?;
+    let options = mcp_ledger_agent::node::relay::NodeOptions {
+        listen: args.otlp_listen,
+        buffer: BufferConfig {
+            dir: args.buffer_dir.clone(),
+            max_bytes: args.buffer_max_bytes,
+            segment_bytes: (args.buffer_max_bytes / 16).clamp(1 << 20, 64 << 20),
+            full: match args.buffer_full {
+                BufferFullArg::Block => FullPolicy::Block,
+                BufferFullArg::DropOldest => FullPolicy::DropOldest,
+            },
+        },
+        collector: OtlpConfig {
+            endpoint,
+            protocol: match args.otlp_protocol {
+                OtlpArg::Grpc => OtlpProtocol::Grpc,
+                OtlpArg::HttpProtobuf => OtlpProtocol::HttpProtobuf,
+            },
+            timeout_ms: 5_000,
+        },
+        sync_every: Duration::from_millis(args.buffer_sync_ms.max(10)),
+    };
+    let admin: std::net::SocketAddr = args
+        .admin
+        .as_deref()
+        .unwrap_or("0.0.0.0:9090")
+        .parse()
+        .context("--admin must be an address like 0.0.0.0:9090")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            mcp_ledger_agent::process::shutdown_signal().await;
+            tracing::info!("shutdown requested");
+            let _ = tx.send(true);
+        });
+        mcp_ledger_agent::node::run(options, admin, rx).await
+    })
+}
+
 fn main() -> Result<()> {
     let args = Args::parse();
     mcp_ledger_agent::process::init_logging(&args.log).map_err(anyhow::Error::msg)?;
     if args.mode == Mode::Node {
-        anyhow::bail!("--mode node: the node agent is not built yet (issue 6)");
+        return run_node(&args);
     }
     let config = load(&args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

@@ -37,6 +37,13 @@ pub struct Metrics {
     pub export_retries: IntCounterVec,
     /// Reloads of the configuration file's redaction policy by result (`ok`, `error`).
     pub config_reloads: IntCounterVec,
+    /// Node agent: export requests received from sidecars by protocol and result
+    /// (`stored`, `full`, `invalid`, `failed`).
+    pub node_received: IntCounterVec,
+    /// Node agent: bytes in the disk buffer.
+    pub buffer_bytes: IntGauge,
+    /// Node agent: requests in the disk buffer not yet accepted by the collector (the lag).
+    pub buffer_pending: IntGauge,
     /// Build information (always 1).
     pub build_info: IntGaugeVec,
 }
@@ -116,6 +123,21 @@ impl Metrics {
             &["result"],
         )
         .expect("valid metric");
+        let node_received = IntCounterVec::new(
+            Opts::new(
+                "mcp_ledger_node_received_total",
+                "Node agent: OTLP export requests received from sidecars, by protocol and result.",
+            ),
+            &["protocol", "result"],
+        )
+        .expect("valid metric");
+        let buffer_bytes =
+            IntGauge::new("mcp_ledger_buffer_bytes", "Node agent: bytes in the disk buffer.").expect("valid metric");
+        let buffer_pending = IntGauge::new(
+            "mcp_ledger_buffer_pending_requests",
+            "Node agent: requests in the disk buffer that the collector has not accepted yet.",
+        )
+        .expect("valid metric");
         let build_info = IntGaugeVec::new(
             Opts::new("mcp_ledger_build_info", "Build information of the agent (always 1)."),
             &["version", "mode"],
@@ -134,6 +156,9 @@ impl Metrics {
             Box::new(http_requests.clone()),
             Box::new(export_retries.clone()),
             Box::new(config_reloads.clone()),
+            Box::new(node_received.clone()),
+            Box::new(buffer_bytes.clone()),
+            Box::new(buffer_pending.clone()),
             Box::new(build_info.clone()),
         ] {
             registry.register(c).expect("metric registered once");
@@ -152,6 +177,9 @@ impl Metrics {
             http_requests,
             export_retries,
             config_reloads,
+            node_received,
+            buffer_bytes,
+            buffer_pending,
             build_info,
         }
     }

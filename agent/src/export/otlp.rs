@@ -20,7 +20,8 @@ use serde_json::Value;
 use super::proto::{self, AnyValue, KeyValue, any_value};
 use super::{ExportError, enum_text};
 
-const GRPC_PATH: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
+/// The gRPC method path of OTLP logs export.
+pub const GRPC_PATH: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
 
 /// An OTLP exporter.
 pub struct Otlp {
@@ -72,7 +73,11 @@ impl Otlp {
     /// Sends one batch.
     pub async fn export(&mut self, batch: &[AuditRecord]) -> Result<(), ExportError> {
         let request = encode_request(batch, &self.resource);
-        let payload = request.encode_to_vec();
+        self.send_encoded(request.encode_to_vec()).await
+    }
+
+    /// Sends one already encoded `ExportLogsServiceRequest` (what the node agent relays).
+    pub async fn send_encoded(&mut self, payload: Vec<u8>) -> Result<(), ExportError> {
         let req = match self.protocol {
             OtlpProtocol::Grpc => {
                 let mut framed = BytesMut::with_capacity(payload.len() + 5);

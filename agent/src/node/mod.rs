@@ -1,7 +1,56 @@
-//! The node agent's parts (`--mode node`). Built so far: the CRI log format, the tailer of
-//! the node's container log files, and the disk buffer. Not built yet: the OTLP receiver,
-//! enrichment from the node's pods, usage reports, and the `--mode node` wiring (issue 6).
+//! The node agent (`--mode node`), one per node: receives the sidecars' records over OTLP,
+//! keeps them in a disk buffer and relays them to the collector ([`relay`]). Built parts
+//! not wired in yet: the CRI log tailer ([`tail`]). Not built yet: enrichment from the
+//! node's pods, usage reports to the operator (issue 6).
 
 pub mod buffer;
 pub mod cri;
+pub mod relay;
 pub mod tail;
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, Result};
+use tokio::sync::watch;
+
+use crate::export::otlp::Otlp;
+use crate::metrics::Metrics;
+
+/// Runs the node agent until `shutdown` turns true.
+pub async fn run(options: relay::NodeOptions, admin: SocketAddr, shutdown: watch::Receiver<bool>) -> Result<()> {
+    let metrics = Metrics::new();
+    metrics.build_info.with_label_values(&[env!("CARGO_PKG_VERSION"), "node"]).set(1);
+    let dir = options.buffer.dir.clone();
+    let (buffer, recovery) = buffer::DiskBuffer::open(options.buffer.clone())
+        .with_context(|| format!("opening the disk buffer in {}", dir.display()))?;
+    tracing::info!(
+        dir = %dir.display(), pending = recovery.pending, torn_bytes = recovery.torn_bytes, lost = recovery.lost,
+        "disk buffer recovered"
+    );
+    let buffer = Arc::new(Mutex::new(buffer));
+    let collector = Otlp::new(&options.collector, vec![]).context("--otlp-endpoint")?;
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .with_context(|| format!("binding the OTLP receiver on {}", options.listen))?;
+    let admin_listener =
+        tokio::net::TcpListener::bind(admin).await.with_context(|| format!("binding the admin listener on {admin}"))?;
+    tracing::info!(otlp = %listener.local_addr()?, admin = %admin_listener.local_addr()?, "mcp-ledger node agent listening");
+    let render: crate::admin::RenderMetrics = {
+        let metrics = metrics.clone();
+        Arc::new(move || metrics.render())
+    };
+    let ready = Arc::new(AtomicBool::new(true));
+    let tasks = [
+        tokio::spawn(crate::admin::serve(admin_listener, render, ready, shutdown.clone())),
+        tokio::spawn(relay::serve_receiver(listener, buffer.clone(), metrics.clone(), shutdown.clone())),
+        tokio::spawn(relay::relay(buffer.clone(), collector, metrics.clone(), shutdown.clone())),
+        tokio::spawn(relay::sync_loop(buffer, options.sync_every, shutdown.clone())),
+    ];
+    for task in tasks {
+        let _ = task.await;
+    }
+    tracing::info!("mcp-ledger node agent stopped");
+    Ok(())
+}

@@ -1,0 +1,269 @@
+//! The node agent's record path: an OTLP logs receiver (gRPC and HTTP/protobuf on one
+//! port; HTTP/1.1 and HTTP/2 cleartext) for the sidecars of its node, the disk buffer, and
+//! an exporter that relays each buffered request to the collector and acknowledges it in
+//! the buffer only once the collector accepted it.
+//!
+//! A sidecar gets its success answer only after its request is written to the buffer, so
+//! whatever was acknowledged survives a killed node agent and a collector that is down.
+//! A full buffer answers "try again" (HTTP 503 / gRPC RESOURCE_EXHAUSTED) under the Block
+//! policy; the sidecar's exporter retries.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use mcp_ledger_crds::config::OtlpConfig;
+use prost::Message as _;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use super::buffer::{AppendError, BufferConfig, DiskBuffer};
+use crate::export::otlp::{GRPC_PATH, Otlp};
+use crate::export::proto;
+use crate::metrics::Metrics;
+
+/// Largest export request accepted from a sidecar.
+pub const MAX_REQUEST: usize = 8 * 1024 * 1024;
+
+/// How the node agent runs.
+#[derive(Clone, Debug)]
+pub struct NodeOptions {
+    /// Where the OTLP receiver listens.
+    pub listen: SocketAddr,
+    /// The disk buffer.
+    pub buffer: BufferConfig,
+    /// The collector records are relayed to.
+    pub collector: OtlpConfig,
+    /// How often the buffer is fsynced.
+    pub sync_every: Duration,
+}
+
+type Body = BoxBody<Bytes, Infallible>;
+
+fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).boxed()
+}
+
+/// The outcome of one received request.
+enum Received {
+    Stored,
+    Full,
+    Invalid(String),
+    Failed(String),
+}
+
+fn store(buffer: &Mutex<DiskBuffer>, payload: &[u8]) -> Received {
+    if let Err(e) = proto::ExportLogsServiceRequest::decode(payload) {
+        return Received::Invalid(format!("not an ExportLogsServiceRequest: {e}"));
+    }
+    match buffer.lock().expect("buffer lock").append(&[payload]) {
+        Ok(_) => Received::Stored,
+        Err(AppendError::Full(_)) => Received::Full,
+        Err(AppendError::TooLarge(n)) => Received::Invalid(format!("a request of {n} bytes is too large")),
+        Err(AppendError::Io(e)) => Received::Failed(e.to_string()),
+    }
+}
+
+fn grpc_answer(code: u8, message: &str) -> Response<Body> {
+    let mut trailers = HeaderMap::new();
+    trailers.insert("grpc-status", HeaderValue::from(u16::from(code)));
+    if !message.is_empty()
+        && let Ok(v) = HeaderValue::from_str(message)
+    {
+        trailers.insert("grpc-message", v);
+    }
+    let body = if code == 0 {
+        // One gRPC frame holding an empty ExportLogsServiceResponse.
+        Full::new(Bytes::from_static(&[0, 0, 0, 0, 0])).with_trailers(async move { Some(Ok(trailers)) }).boxed()
+    } else {
+        Full::new(Bytes::new()).with_trailers(async move { Some(Ok(trailers)) }).boxed()
+    };
+    let mut resp = Response::new(body);
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    resp
+}
+
+fn http_answer(status: StatusCode, body: impl Into<Bytes>, content_type: &'static str) -> Response<Body> {
+    let mut resp = Response::new(full(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    resp
+}
+
+async fn receive(req: Request<Incoming>, buffer: Arc<Mutex<DiskBuffer>>, metrics: Metrics) -> Response<Body> {
+    let grpc = req.uri().path() == GRPC_PATH;
+    let protocol = if grpc { "grpc" } else { "http" };
+    if req.method() != Method::POST || !(grpc || req.uri().path() == "/v1/logs") {
+        return http_answer(StatusCode::NOT_FOUND, "POST OTLP logs to /v1/logs or over gRPC\n", "text/plain");
+    }
+    let body = match Limited::new(req.into_body(), MAX_REQUEST + 5).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            metrics.node_received.with_label_values(&[protocol, "invalid"]).inc();
+            return if grpc {
+                grpc_answer(3, &format!("cannot read the request: {e}"))
+            } else {
+                http_answer(StatusCode::PAYLOAD_TOO_LARGE, format!("cannot read the request: {e}\n"), "text/plain")
+            };
+        }
+    };
+    let payload = if grpc {
+        // One length-prefixed, uncompressed message.
+        let mut b = body.clone();
+        if b.len() < 5 || b.get_u8() != 0 {
+            metrics.node_received.with_label_values(&[protocol, "invalid"]).inc();
+            return grpc_answer(3, "expected one uncompressed gRPC message");
+        }
+        let len = b.get_u32() as usize;
+        if b.len() != len {
+            metrics.node_received.with_label_values(&[protocol, "invalid"]).inc();
+            return grpc_answer(3, "gRPC frame length does not match the body");
+        }
+        b
+    } else {
+        body
+    };
+    let outcome = tokio::task::block_in_place(|| store(&buffer, &payload));
+    let (label, resp) = match outcome {
+        Received::Stored if grpc => ("stored", grpc_answer(0, "")),
+        Received::Stored => (
+            "stored",
+            http_answer(
+                StatusCode::OK,
+                proto::ExportLogsServiceResponse::default().encode_to_vec(),
+                "application/x-protobuf",
+            ),
+        ),
+        Received::Full if grpc => ("full", grpc_answer(8, "the node agent's buffer is full; retry")),
+        Received::Full => (
+            "full",
+            http_answer(StatusCode::SERVICE_UNAVAILABLE, "the node agent's buffer is full; retry\n", "text/plain"),
+        ),
+        Received::Invalid(m) if grpc => ("invalid", grpc_answer(3, &m)),
+        Received::Invalid(m) => ("invalid", http_answer(StatusCode::BAD_REQUEST, format!("{m}\n"), "text/plain")),
+        Received::Failed(m) => {
+            tracing::error!(error = %m, "disk buffer write failed");
+            if grpc {
+                ("failed", grpc_answer(14, "the node agent could not store the request; retry"))
+            } else {
+                (
+                    "failed",
+                    http_answer(StatusCode::SERVICE_UNAVAILABLE, "could not store the request; retry\n", "text/plain"),
+                )
+            }
+        }
+    };
+    metrics.node_received.with_label_values(&[protocol, label]).inc();
+    resp
+}
+
+/// Serves the OTLP receiver until `shutdown`.
+pub async fn serve_receiver(
+    listener: TcpListener,
+    buffer: Arc<Mutex<DiskBuffer>>,
+    metrics: Metrics,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(_) => continue,
+            },
+            _ = shutdown.changed() => return,
+        };
+        let _ = stream.set_nodelay(true);
+        let (buffer, metrics) = (buffer.clone(), metrics.clone());
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let (buffer, metrics) = (buffer.clone(), metrics.clone());
+                async move { Ok::<_, Infallible>(receive(req, buffer, metrics).await) }
+            });
+            let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), service).await;
+        });
+    }
+}
+
+/// Relays buffered requests to the collector, acknowledging each once accepted; retries
+/// with backoff (200 ms doubling to 10 s) while the collector is down.
+pub async fn relay(
+    buffer: Arc<Mutex<DiskBuffer>>,
+    mut collector: Otlp,
+    metrics: Metrics,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let batch = tokio::task::block_in_place(|| buffer.lock().expect("buffer lock").read(64));
+        let batch = match batch {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "reading the disk buffer failed");
+                Vec::new()
+            }
+        };
+        let mut failed = false;
+        for (seq, payload) in batch {
+            match collector.send_encoded(payload).await {
+                Ok(()) => {
+                    metrics.records_exported.with_label_values(&[collector.name()]).inc();
+                    if let Err(e) = tokio::task::block_in_place(|| buffer.lock().expect("buffer lock").ack(seq + 1)) {
+                        tracing::error!(error = %e, "acknowledging in the disk buffer failed");
+                    }
+                    backoff = Duration::from_millis(200);
+                }
+                Err(e) => {
+                    metrics.export_retries.with_label_values(&[collector.name()]).inc();
+                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "collector refused or unreachable; will retry");
+                    let _ = tokio::task::block_in_place(|| buffer.lock().expect("buffer lock").rewind());
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        {
+            let b = buffer.lock().expect("buffer lock");
+            metrics.buffer_bytes.set(i64::try_from(b.bytes()).unwrap_or(i64::MAX));
+            metrics.buffer_pending.set(i64::try_from(b.pending()).unwrap_or(i64::MAX));
+        }
+        let wait = if failed {
+            let w = backoff;
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+            w
+        } else {
+            Duration::from_millis(50)
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Fsyncs the buffer every `every` until `shutdown` (and once more then).
+pub async fn sync_loop(buffer: Arc<Mutex<DiskBuffer>>, every: Duration, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let stop = tokio::select! {
+            _ = tokio::time::sleep(every) => false,
+            _ = shutdown.changed() => true,
+        };
+        if let Err(e) = tokio::task::block_in_place(|| buffer.lock().expect("buffer lock").sync()) {
+            tracing::error!(error = %e, "fsync of the disk buffer failed");
+        }
+        if stop {
+            return;
+        }
+    }
+}

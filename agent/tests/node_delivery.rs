@@ -1,0 +1,187 @@
+//! Delivery through the node agent (`mcp-ledger-agent --mode node`, the real binary):
+//! a sender standing in for the sidecars exports records over OTLP/HTTP; the real OTLP
+//! receiver (the official generated types + grpcio) is stopped for a while and restarted,
+//! and the node agent is killed with SIGKILL in the middle and started again on the same
+//! disk buffer. Every record the node agent acknowledged must reach the receiver at least
+//! once; the test counts them.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::{free_port, python, repo_root, scratch, wait_for_port};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use mcp_ledger_agent::export::proto::{self, AnyValue, ExportLogsServiceRequest, LogRecord, ResourceLogs, ScopeLogs};
+use prost::Message as _;
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn receiver(port: u16, out: &std::path::Path) -> Proc {
+    let stdout = std::fs::File::create(out).unwrap();
+    Proc(
+        Command::new(python())
+            .arg(repo_root().join("tests/peers/otlp_grpc_receiver.py"))
+            .args(["--port", &port.to_string()])
+            .stdout(Stdio::from(stdout))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the OTLP receiver starts"),
+    )
+}
+
+fn node_agent(listen: u16, admin: u16, collector: u16, buffer: &std::path::Path) -> Proc {
+    let child = Command::new(env!("CARGO_BIN_EXE_mcp-ledger-agent"))
+        .args([
+            "--mode=node",
+            &format!("--otlp-listen=127.0.0.1:{listen}"),
+            &format!("--admin=127.0.0.1:{admin}"),
+            &format!("--otlp-endpoint=http://127.0.0.1:{collector}"),
+            "--otlp-protocol=grpc",
+            &format!("--buffer-dir={}", buffer.display()),
+            "--buffer-sync-ms=200",
+            "--log=warn",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the node agent starts");
+    wait_for_port(listen);
+    Proc(child)
+}
+
+fn request(seq: u64) -> Vec<u8> {
+    let record = LogRecord {
+        body: Some(AnyValue { value: Some(proto::any_value::Value::StringValue(format!("seq-{seq}-end"))) }),
+        ..Default::default()
+    };
+    ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            scope_logs: vec![ScopeLogs { log_records: vec![record], ..Default::default() }],
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec()
+}
+
+/// The seq numbers found in the receiver's output files.
+fn received(files: &[std::path::PathBuf]) -> Vec<u64> {
+    let mut out = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(f).unwrap_or_default();
+        for part in text.split("seq-").skip(1) {
+            if let Some((n, _)) = part.split_once("-end")
+                && let Ok(n) = n.parse()
+            {
+                out.push(n);
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_records_survive_a_dead_collector_and_a_killed_node_agent() {
+    let dir = scratch("node-delivery");
+    let (listen, admin, collector) = (free_port(), free_port(), free_port());
+    let buffer = dir.join("buffer");
+    let outputs = [dir.join("received-1.ndjson"), dir.join("received-2.ndjson")];
+    let mut rx = Some(receiver(collector, &outputs[0]));
+    wait_for_port(collector);
+    let mut node = Some(node_agent(listen, admin, collector, &buffer));
+
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let url = format!("http://127.0.0.1:{listen}/v1/logs");
+    let total = 400u64;
+    let mut acked = BTreeSet::new();
+    let mut refused = 0u64;
+    for seq in 0..total {
+        match seq {
+            100 => drop(rx.take()), // the collector goes down; the node agent buffers
+            200 => {
+                // SIGKILL: no drain, no fsync beyond what was already written.
+                let mut n = node.take().unwrap();
+                n.0.kill().unwrap();
+                n.0.wait().unwrap();
+                node = Some(node_agent(listen, admin, collector, &buffer));
+            }
+            300 => {
+                rx = Some(receiver(collector, &outputs[1]));
+                wait_for_port(collector);
+            }
+            _ => {}
+        }
+        let req = hyper::Request::post(&url)
+            .header("content-type", "application/x-protobuf")
+            .body(Full::new(Bytes::from(request(seq))))
+            .unwrap();
+        match client.request(req).await {
+            Ok(resp) if resp.status() == 200 => {
+                let _ = resp.into_body().collect().await;
+                acked.insert(seq);
+            }
+            _ => refused += 1,
+        }
+    }
+    assert!(acked.len() as u64 >= total - 5, "the node agent acknowledged {} of {total}", acked.len());
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let missing = loop {
+        let got: BTreeSet<u64> = received(&outputs).into_iter().collect();
+        let missing: Vec<u64> = acked.difference(&got).copied().collect();
+        if missing.is_empty() || Instant::now() > deadline {
+            break missing;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let all = received(&outputs);
+    let unique: BTreeSet<u64> = all.iter().copied().collect();
+    eprintln!(
+        "node delivery: sent {total}, acknowledged {}, refused {refused}, received {} ({} unique, {} duplicates)",
+        acked.len(),
+        all.len(),
+        unique.len(),
+        all.len() - unique.len()
+    );
+    assert!(missing.is_empty(), "acknowledged but never received: {missing:?}");
+    drop(node);
+    drop(rx);
+}
+
+#[tokio::test]
+async fn requests_that_are_not_otlp_are_refused_and_not_stored() {
+    let dir = scratch("node-refuse");
+    let (listen, admin, collector) = (free_port(), free_port(), free_port());
+    let _node = node_agent(listen, admin, collector, &dir.join("buffer"));
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let post = |path: &str, body: &'static [u8]| {
+        hyper::Request::post(format!("http://127.0.0.1:{listen}{path}"))
+            .header("content-type", "application/x-protobuf")
+            .body(Full::new(Bytes::from_static(body)))
+            .unwrap()
+    };
+    let resp = client.request(post("/v1/logs", b"\xff\xff\xff not protobuf")).await.unwrap();
+    assert_eq!(resp.status(), 400);
+    let resp = client.request(post("/v1/traces", b"")).await.unwrap();
+    assert_eq!(resp.status(), 404);
+    let metrics = client
+        .request(
+            hyper::Request::get(format!("http://127.0.0.1:{admin}/metrics")).body(Full::new(Bytes::new())).unwrap(),
+        )
+        .await
+        .unwrap();
+    let text = String::from_utf8(metrics.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    assert!(text.contains(r#"mcp_ledger_node_received_total{protocol="http",result="invalid"} 1"#), "{text}");
+    assert!(text.contains("mcp_ledger_buffer_pending_requests 0"), "{text}");
+}
