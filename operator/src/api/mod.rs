@@ -11,7 +11,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use http::{Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use kube::ResourceExt;
 use mcp_ledger_agent::export::csv::quote;
@@ -341,9 +341,11 @@ impl InventoryApi {
                 &format!("{} may not report usage: only the node agents' service accounts may", who.username),
             );
         }
-        let body = match Limited::new(req.into_body(), MAX_USAGE_BODY).collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(e) => return problem(StatusCode::PAYLOAD_TOO_LARGE, &format!("cannot read the report: {e}")),
+        let body = match read_body(req.into_body(), MAX_USAGE_BODY).await {
+            Ok(b) => b,
+            Err(status) => {
+                return problem(status, &format!("a usage report is at most {MAX_USAGE_BODY} bytes; split it"));
+            }
         };
         let report: UsageReport = match serde_json::from_slice(&body) {
             Ok(r) => r,
@@ -367,6 +369,33 @@ impl InventoryApi {
                 problem(StatusCode::SERVICE_UNAVAILABLE, "could not merge the report; send it again")
             }
         }
+    }
+}
+
+/// Reads a body of at most `max` bytes. A larger one is read on (and thrown away, up to
+/// 16 MiB for 10 s) before the 413 answer, so that a client that sends its whole body
+/// before reading gets the answer instead of a reset connection.
+async fn read_body(mut body: Incoming, max: usize) -> Result<Bytes, StatusCode> {
+    let mut out = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    let drain = async {
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else { return Err(StatusCode::BAD_REQUEST) };
+            if let Ok(data) = frame.into_data() {
+                seen += data.len();
+                if seen <= max {
+                    out.extend_from_slice(&data);
+                } else if seen > 16 * 1024 * 1024 {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(10), drain).await {
+        Ok(Ok(())) if seen <= max => Ok(out.freeze()),
+        Ok(Err(status)) => Err(status),
+        _ => Err(StatusCode::PAYLOAD_TOO_LARGE),
     }
 }
 
