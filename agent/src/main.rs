@@ -91,6 +91,23 @@ struct Args {
     #[arg(long, value_name = "MS", default_value_t = 1000)]
     buffer_sync_ms: u64,
 
+    /// [node] The operator's inventory API, where usage is reported
+    /// (e.g. https://mcp-ledger-operator.mcp-ledger.svc:8444). No reports without it.
+    #[arg(long, value_name = "URL")]
+    operator_url: Option<String>,
+
+    /// [node] Bearer token file for the operator (re-read for every report: it rotates).
+    #[arg(long, value_name = "FILE", default_value = "/var/run/secrets/kubernetes.io/serviceaccount/token")]
+    operator_token_file: PathBuf,
+
+    /// [node] CA certificate (PEM) that signed the operator's certificate.
+    #[arg(long, value_name = "FILE", default_value = "/etc/mcp-ledger/operator-ca/ca.crt")]
+    operator_ca_file: PathBuf,
+
+    /// [node] Seconds between usage reports.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    usage_interval_seconds: u64,
+
     /// Seconds open exchanges get to finish after SIGTERM/SIGINT before the agent exits.
     #[arg(long, default_value_t = 20)]
     drain_seconds: u64,
@@ -205,6 +222,13 @@ fn run_node(args: &Args) -> Result<()> {
             timeout_ms: 5_000,
         },
         sync_every: Duration::from_millis(args.buffer_sync_ms.max(10)),
+        operator: args.operator_url.clone().map(|url| mcp_ledger_agent::node::usage::OperatorTarget {
+            url,
+            token_file: args.operator_token_file.clone(),
+            ca_file: args.operator_ca_file.clone(),
+        }),
+        node_name: std::env::var("NODE_NAME").unwrap_or_else(|_| "unknown".to_owned()),
+        usage_every: Duration::from_secs(args.usage_interval_seconds.max(1)),
     };
     let admin: std::net::SocketAddr = args
         .admin

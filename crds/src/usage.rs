@@ -2,7 +2,8 @@
 //! servers on its node, for the operator to merge into McpServer status (the operator stays
 //! the only writer of status). Counts are deltas since the node agent's previous report.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+/// The API time type, re-exported for the agent, which has no direct k8s-openapi dependency.
+pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 

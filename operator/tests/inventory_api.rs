@@ -186,3 +186,55 @@ async fn only_node_agents_report_usage_and_bad_reports_are_refused_whole() {
         tokio::time::timeout(Duration::from_secs(20), post("node-token", vec![b' '; 2 * 1024 * 1024])).await.unwrap();
     assert_eq!(status, 413);
 }
+
+#[tokio::test]
+async fn the_node_agents_usage_reporter_is_accepted_and_merged() {
+    use mcp_ledger_agent::export::proto as otlp;
+    use mcp_ledger_agent::node::usage::{Aggregator, OperatorTarget, send};
+    use mcp_ledger_crds::record::attr;
+    let (addr, ca, memory, _stop) = start().await;
+    let dir = support::tempdir();
+    std::fs::write(dir.join("ca.crt"), &ca).unwrap();
+    std::fs::write(dir.join("token"), "node-token\n").unwrap();
+    let s = |v: &str| Some(otlp::AnyValue { value: Some(otlp::any_value::Value::StringValue(v.into())) });
+    let kv = |k: &str, v: &str| otlp::KeyValue { key: k.into(), value: s(v) };
+    let request = otlp::ExportLogsServiceRequest {
+        resource_logs: vec![otlp::ResourceLogs {
+            scope_logs: vec![otlp::ScopeLogs {
+                log_records: vec![otlp::LogRecord {
+                    time_unix_nano: 1_795_000_000_000_000_000,
+                    attributes: vec![
+                        kv(attr::SERVER_NAME, "github"),
+                        kv(attr::SERVER_NAMESPACE, "tools"),
+                        kv(attr::EVENT_TYPE, "mcp-request"),
+                        kv(attr::USER_ID, "alice"),
+                    ],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let mut aggregator = Aggregator::default();
+    aggregator.observe(&request);
+    let report = aggregator.take("node-1").expect("usage was seen");
+    assert_eq!(report.servers.len(), 1, "{report:?}");
+    let target = OperatorTarget {
+        url: format!("https://127.0.0.1:{}", addr.port()),
+        token_file: dir.join("token"),
+        ca_file: dir.join("ca.crt"),
+    };
+    send(&target, &report).await.expect("the operator accepts the node agent's report");
+    let received = memory.reports.lock().unwrap().clone();
+    assert_eq!(received[0].node, "node-1");
+    assert_eq!(received[0].servers[0].last_used_by.as_deref(), Some("alice"));
+
+    std::fs::write(dir.join("token"), "alice-token").unwrap();
+    let refused = send(&target, &report).await.expect_err("alice is not a node agent");
+    assert!(refused.contains("403"), "{refused}");
+    let (other_ca, _, _) = support::pki("other");
+    std::fs::write(dir.join("ca.crt"), other_ca).unwrap();
+    let untrusted = send(&target, &report).await.expect_err("a certificate from another CA is refused");
+    assert!(untrusted.contains("sending to the operator"), "{untrusted}");
+}

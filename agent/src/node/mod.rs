@@ -1,12 +1,14 @@
 //! The node agent (`--mode node`), one per node: receives the sidecars' records over OTLP,
 //! keeps them in a disk buffer and relays them to the collector ([`relay`]). Built parts
 //! not wired in yet: the CRI log tailer ([`tail`]). Not built yet: enrichment from the
-//! node's pods, usage reports to the operator (issue 6).
+//! node's pods (issue 6). Usage is aggregated from the relayed records and reported to the
+//! operator ([`usage`]).
 
 pub mod buffer;
 pub mod cri;
 pub mod relay;
 pub mod tail;
+pub mod usage;
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
@@ -42,12 +44,23 @@ pub async fn run(options: relay::NodeOptions, admin: SocketAddr, shutdown: watch
         Arc::new(move || metrics.render())
     };
     let ready = Arc::new(AtomicBool::new(true));
-    let tasks = [
+    let usage = options.operator.as_ref().map(|_| Arc::new(Mutex::new(usage::Aggregator::default())));
+    let mut tasks = vec![
         tokio::spawn(crate::admin::serve(admin_listener, render, ready, shutdown.clone())),
-        tokio::spawn(relay::serve_receiver(listener, buffer.clone(), metrics.clone(), shutdown.clone())),
+        tokio::spawn(relay::serve_receiver(listener, buffer.clone(), usage.clone(), metrics.clone(), shutdown.clone())),
         tokio::spawn(relay::relay(buffer.clone(), collector, metrics.clone(), shutdown.clone())),
         tokio::spawn(relay::sync_loop(buffer, options.sync_every, shutdown.clone())),
     ];
+    if let (Some(aggregator), Some(target)) = (usage, options.operator.clone()) {
+        tracing::info!(operator = %target.url, every_s = options.usage_every.as_secs(), "reporting usage to the operator");
+        tasks.push(tokio::spawn(usage::report_loop(
+            aggregator,
+            target,
+            options.node_name.clone(),
+            options.usage_every,
+            shutdown.clone(),
+        )));
+    }
     for task in tasks {
         let _ = task.await;
     }

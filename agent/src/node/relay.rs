@@ -45,6 +45,12 @@ pub struct NodeOptions {
     pub collector: OtlpConfig,
     /// How often the buffer is fsynced.
     pub sync_every: Duration,
+    /// Where usage is reported, if anywhere.
+    pub operator: Option<super::usage::OperatorTarget>,
+    /// This node's name (in usage reports).
+    pub node_name: String,
+    /// How often usage is reported.
+    pub usage_every: Duration,
 }
 
 type Body = BoxBody<Bytes, Infallible>;
@@ -55,18 +61,19 @@ fn full(bytes: impl Into<Bytes>) -> Body {
 
 /// The outcome of one received request.
 enum Received {
-    Stored,
+    Stored(Box<proto::ExportLogsServiceRequest>),
     Full,
     Invalid(String),
     Failed(String),
 }
 
 fn store(buffer: &Mutex<DiskBuffer>, payload: &[u8]) -> Received {
-    if let Err(e) = proto::ExportLogsServiceRequest::decode(payload) {
-        return Received::Invalid(format!("not an ExportLogsServiceRequest: {e}"));
-    }
+    let decoded = match proto::ExportLogsServiceRequest::decode(payload) {
+        Ok(d) => d,
+        Err(e) => return Received::Invalid(format!("not an ExportLogsServiceRequest: {e}")),
+    };
     match buffer.lock().expect("buffer lock").append(&[payload]) {
-        Ok(_) => Received::Stored,
+        Ok(_) => Received::Stored(Box::new(decoded)),
         Err(AppendError::Full(_)) => Received::Full,
         Err(AppendError::TooLarge(n)) => Received::Invalid(format!("a request of {n} bytes is too large")),
         Err(AppendError::Io(e)) => Received::Failed(e.to_string()),
@@ -102,7 +109,15 @@ fn http_answer(status: StatusCode, body: impl Into<Bytes>, content_type: &'stati
     resp
 }
 
-async fn receive(req: Request<Incoming>, buffer: Arc<Mutex<DiskBuffer>>, metrics: Metrics) -> Response<Body> {
+/// Usage is aggregated from stored requests when the node agent reports to the operator.
+pub type Usage = Option<Arc<Mutex<super::usage::Aggregator>>>;
+
+async fn receive(
+    req: Request<Incoming>,
+    buffer: Arc<Mutex<DiskBuffer>>,
+    usage: Usage,
+    metrics: Metrics,
+) -> Response<Body> {
     let grpc = req.uri().path() == GRPC_PATH;
     let protocol = if grpc { "grpc" } else { "http" };
     if req.method() != Method::POST || !(grpc || req.uri().path() == "/v1/logs") {
@@ -136,9 +151,12 @@ async fn receive(req: Request<Incoming>, buffer: Arc<Mutex<DiskBuffer>>, metrics
         body
     };
     let outcome = tokio::task::block_in_place(|| store(&buffer, &payload));
+    if let (Received::Stored(request), Some(usage)) = (&outcome, &usage) {
+        usage.lock().expect("usage lock").observe(request);
+    }
     let (label, resp) = match outcome {
-        Received::Stored if grpc => ("stored", grpc_answer(0, "")),
-        Received::Stored => (
+        Received::Stored(_) if grpc => ("stored", grpc_answer(0, "")),
+        Received::Stored(_) => (
             "stored",
             http_answer(
                 StatusCode::OK,
@@ -173,6 +191,7 @@ async fn receive(req: Request<Incoming>, buffer: Arc<Mutex<DiskBuffer>>, metrics
 pub async fn serve_receiver(
     listener: TcpListener,
     buffer: Arc<Mutex<DiskBuffer>>,
+    usage: Usage,
     metrics: Metrics,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -185,11 +204,11 @@ pub async fn serve_receiver(
             _ = shutdown.changed() => return,
         };
         let _ = stream.set_nodelay(true);
-        let (buffer, metrics) = (buffer.clone(), metrics.clone());
+        let (buffer, usage, metrics) = (buffer.clone(), usage.clone(), metrics.clone());
         tokio::spawn(async move {
             let service = service_fn(move |req| {
-                let (buffer, metrics) = (buffer.clone(), metrics.clone());
-                async move { Ok::<_, Infallible>(receive(req, buffer, metrics).await) }
+                let (buffer, usage, metrics) = (buffer.clone(), usage.clone(), metrics.clone());
+                async move { Ok::<_, Infallible>(receive(req, buffer, usage, metrics).await) }
             });
             let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), service).await;
         });
