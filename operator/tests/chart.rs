@@ -110,7 +110,10 @@ fn the_chart_agrees_with_the_operator() {
                 "{name}: the chart passes {flag}, which the operator does not know"
             );
         }
-        let service = of_kind(&docs, "Service")[0];
+        let service = *of_kind(&docs, "Service")
+            .iter()
+            .find(|s| s["metadata"]["name"].as_str().is_some_and(|n| n.ends_with("-operator")))
+            .expect("the operator's Service");
         let service_name = service["metadata"]["name"].as_str().unwrap();
         let mut paths = Vec::new();
         for kind in ["MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"] {
