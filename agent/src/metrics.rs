@@ -44,6 +44,8 @@ pub struct Metrics {
     pub buffer_bytes: IntGauge,
     /// Node agent: requests in the disk buffer not yet accepted by the collector (the lag).
     pub buffer_pending: IntGauge,
+    /// Node agent: the disk buffer's size limit in bytes.
+    pub buffer_max_bytes: IntGauge,
     /// Build information (always 1).
     pub build_info: IntGaugeVec,
 }
@@ -138,6 +140,9 @@ impl Metrics {
             "Node agent: requests in the disk buffer that the collector has not accepted yet.",
         )
         .expect("valid metric");
+        let buffer_max_bytes =
+            IntGauge::new("mcp_ledger_buffer_max_bytes", "Node agent: the disk buffer's size limit in bytes.")
+                .expect("valid metric");
         let build_info = IntGaugeVec::new(
             Opts::new("mcp_ledger_build_info", "Build information of the agent (always 1)."),
             &["version", "mode"],
@@ -159,6 +164,7 @@ impl Metrics {
             Box::new(node_received.clone()),
             Box::new(buffer_bytes.clone()),
             Box::new(buffer_pending.clone()),
+            Box::new(buffer_max_bytes.clone()),
             Box::new(build_info.clone()),
         ] {
             registry.register(c).expect("metric registered once");
@@ -180,6 +186,7 @@ impl Metrics {
             node_received,
             buffer_bytes,
             buffer_pending,
+            buffer_max_bytes,
             build_info,
         }
     }
@@ -187,6 +194,32 @@ impl Metrics {
     /// Counts a drop.
     pub fn dropped(&self, reason: &str, intended: bool) {
         self.records_dropped.with_label_values(&[reason, if intended { "true" } else { "false" }]).inc();
+    }
+
+    /// The names of every metric family this registry can export (also those without a
+    /// sample yet), as dashboards and alert rules may use them.
+    pub fn names(&self) -> Vec<String> {
+        use prometheus::core::Collector;
+        let collectors: [&dyn Collector; 17] = [
+            &self.requests,
+            &self.duration,
+            &self.records_exported,
+            &self.records_dropped,
+            &self.queue_depth,
+            &self.active_sessions,
+            &self.parse_errors,
+            &self.upstream_errors,
+            &self.redactions,
+            &self.http_requests,
+            &self.export_retries,
+            &self.config_reloads,
+            &self.node_received,
+            &self.buffer_bytes,
+            &self.buffer_pending,
+            &self.buffer_max_bytes,
+            &self.build_info,
+        ];
+        collectors.iter().flat_map(|c| c.desc()).map(|d| d.fq_name.clone()).collect()
     }
 
     /// The Prometheus text exposition of every metric.

@@ -78,6 +78,25 @@ impl Caches {
         use mcp_ledger_crds::server::ApprovalState;
         loop {
             let servers = self.servers.state();
+            metrics.server_approved.reset();
+            let mut changed = 0;
+            for s in &servers {
+                let status = s.status.clone().unwrap_or_default();
+                let approved = status.approval.as_ref().is_some_and(|a| a.state == ApprovalState::Approved);
+                let namespace = s.namespace().unwrap_or_default();
+                metrics
+                    .server_approved
+                    .with_label_values(&[namespace.as_str(), s.name_any().as_str()])
+                    .set(i64::from(approved));
+                if status
+                    .conditions
+                    .iter()
+                    .any(|c| c.type_ == mcp_ledger_crds::server::condition::TOOLS_CHANGED && c.status == "True")
+                {
+                    changed += 1;
+                }
+            }
+            metrics.servers_tools_changed.set(changed);
             for state in [ApprovalState::Pending, ApprovalState::Approved, ApprovalState::Rejected] {
                 let n = servers
                     .iter()

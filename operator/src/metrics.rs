@@ -28,6 +28,11 @@ pub struct Metrics {
     pub servers: IntGaugeVec,
     /// 1 while this replica holds the leader Lease and runs the controllers.
     pub leader: IntGauge,
+    /// McpServers whose ToolsChanged condition is True (a tool changed since approval).
+    pub servers_tools_changed: IntGauge,
+    /// 1 for each Approved McpServer, 0 for the others (labels: namespace, server — bounded
+    /// by the McpServers an administrator declared).
+    pub server_approved: IntGaugeVec,
 }
 
 impl Default for Metrics {
@@ -80,6 +85,18 @@ impl Metrics {
             IntGauge::new("mcp_ledger_operator_leader", "1 while this replica leads and runs the controllers.")
                 .expect("valid metric");
         registry.register(Box::new(leader.clone())).expect("unique metric");
+        let servers_tools_changed = IntGauge::new(
+            "mcp_ledger_operator_servers_tools_changed",
+            "McpServers with a tool that changed, appeared or disappeared since approval.",
+        )
+        .expect("valid metric");
+        registry.register(Box::new(servers_tools_changed.clone())).expect("unique metric");
+        let server_approved = IntGaugeVec::new(
+            Opts::new("mcp_ledger_operator_server_approved", "1 when the McpServer is Approved, 0 otherwise."),
+            &["namespace", "server"],
+        )
+        .expect("valid metric");
+        registry.register(Box::new(server_approved.clone())).expect("unique metric");
         Self {
             registry,
             reconciles,
@@ -90,7 +107,28 @@ impl Metrics {
             cert_reloads,
             servers,
             leader,
+            servers_tools_changed,
+            server_approved,
         }
+    }
+
+    /// The names of every metric family this registry can export (also those without a
+    /// sample yet), as dashboards and alert rules may use them.
+    pub fn names(&self) -> Vec<String> {
+        use prometheus::core::Collector;
+        let collectors: [&dyn Collector; 10] = [
+            &self.reconciles,
+            &self.reconcile_errors,
+            &self.webhook_requests,
+            &self.webhook_duration,
+            &self.injections,
+            &self.cert_reloads,
+            &self.servers,
+            &self.leader,
+            &self.servers_tools_changed,
+            &self.server_approved,
+        ];
+        collectors.iter().flat_map(|c| c.desc()).map(|d| d.fq_name.clone()).collect()
     }
 
     /// The Prometheus text exposition of every metric.

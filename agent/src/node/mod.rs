@@ -24,6 +24,7 @@ use crate::metrics::Metrics;
 pub async fn run(options: relay::NodeOptions, admin: SocketAddr, shutdown: watch::Receiver<bool>) -> Result<()> {
     let metrics = Metrics::new();
     metrics.build_info.with_label_values(&[env!("CARGO_PKG_VERSION"), "node"]).set(1);
+    metrics.buffer_max_bytes.set(i64::try_from(options.buffer.max_bytes).unwrap_or(i64::MAX));
     let dir = options.buffer.dir.clone();
     let (buffer, recovery) = buffer::DiskBuffer::open(options.buffer.clone())
         .with_context(|| format!("opening the disk buffer in {}", dir.display()))?;
