@@ -108,6 +108,19 @@ struct Args {
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     usage_interval_seconds: u64,
 
+    /// [node] Enrich records from a watch of this node's pods and of the namespaces
+    /// (k8s.* attributes, owner workload, McpServer, team/org). Needs in-cluster credentials.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    enrich: bool,
+
+    /// [node] Pod or namespace label whose value is the team id of records without one.
+    #[arg(long, value_name = "LABEL")]
+    team_label: Option<String>,
+
+    /// [node] Pod or namespace label whose value is the org id of records without one.
+    #[arg(long, value_name = "LABEL")]
+    org_label: Option<String>,
+
     /// Seconds open exchanges get to finish after SIGTERM/SIGINT before the agent exits.
     #[arg(long, default_value_t = 20)]
     drain_seconds: u64,
@@ -229,6 +242,11 @@ fn run_node(args: &Args) -> Result<()> {
         }),
         node_name: std::env::var("NODE_NAME").unwrap_or_else(|_| "unknown".to_owned()),
         usage_every: Duration::from_secs(args.usage_interval_seconds.max(1)),
+        enrich: args.enrich,
+        identity_labels: mcp_ledger_agent::node::enrich::IdentityLabels {
+            team: args.team_label.clone(),
+            org: args.org_label.clone(),
+        },
     };
     let admin: std::net::SocketAddr = args
         .admin

@@ -51,6 +51,7 @@ fn node_agent(listen: u16, admin: u16, collector: u16, buffer: &std::path::Path)
             "--otlp-protocol=grpc",
             &format!("--buffer-dir={}", buffer.display()),
             "--buffer-sync-ms=200",
+            "--enrich=false",
             "--log=warn",
         ])
         .stdout(Stdio::null())

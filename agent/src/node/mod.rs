@@ -1,11 +1,11 @@
 //! The node agent (`--mode node`), one per node: receives the sidecars' records over OTLP,
-//! keeps them in a disk buffer and relays them to the collector ([`relay`]). Built parts
-//! not wired in yet: the CRI log tailer ([`tail`]). Not built yet: enrichment from the
-//! node's pods (issue 6). Usage is aggregated from the relayed records and reported to the
-//! operator ([`usage`]).
+//! enriches them from a watch of the node's pods ([`enrich`]), keeps them in a disk buffer
+//! and relays them to the collector ([`relay`]); usage is aggregated from them and reported
+//! to the operator ([`usage`]). Built but not wired in yet: the CRI log tailer ([`tail`]).
 
 pub mod buffer;
 pub mod cri;
+pub mod enrich;
 pub mod relay;
 pub mod tail;
 pub mod usage;
@@ -46,9 +46,30 @@ pub async fn run(options: relay::NodeOptions, admin: SocketAddr, shutdown: watch
     };
     let ready = Arc::new(AtomicBool::new(true));
     let usage = options.operator.as_ref().map(|_| Arc::new(Mutex::new(usage::Aggregator::default())));
+    let mut enrichment = None;
+    if options.enrich {
+        match kube::Client::try_default().await {
+            Ok(client) => {
+                let cluster = Arc::new(std::sync::RwLock::new(enrich::Cluster::default()));
+                tokio::spawn(enrich::watch::run(client, options.node_name.clone(), cluster.clone()));
+                tracing::info!(node = %options.node_name, "enriching records from the node's pods");
+                enrichment = Some(relay::Enrichment { cluster, labels: options.identity_labels.clone() });
+            }
+            Err(e) => tracing::warn!(error = %e, "no Kubernetes credentials: records are relayed without enrichment"),
+        }
+    }
     let mut tasks = vec![
         tokio::spawn(crate::admin::serve(admin_listener, render, ready, shutdown.clone())),
-        tokio::spawn(relay::serve_receiver(listener, buffer.clone(), usage.clone(), metrics.clone(), shutdown.clone())),
+        tokio::spawn(relay::serve_receiver(
+            listener,
+            relay::Receiver {
+                buffer: buffer.clone(),
+                usage: usage.clone(),
+                enrichment: enrichment.clone(),
+                metrics: metrics.clone(),
+            },
+            shutdown.clone(),
+        )),
         tokio::spawn(relay::relay(buffer.clone(), collector, metrics.clone(), shutdown.clone())),
         tokio::spawn(relay::sync_loop(buffer, options.sync_every, shutdown.clone())),
     ];

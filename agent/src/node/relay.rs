@@ -51,6 +51,10 @@ pub struct NodeOptions {
     pub node_name: String,
     /// How often usage is reported.
     pub usage_every: Duration,
+    /// Enrich records from a watch of the node's pods (needs Kubernetes credentials).
+    pub enrich: bool,
+    /// Which labels carry team and org ids.
+    pub identity_labels: super::enrich::IdentityLabels,
 }
 
 type Body = BoxBody<Bytes, Infallible>;
@@ -67,10 +71,28 @@ enum Received {
     Failed(String),
 }
 
-fn store(buffer: &Mutex<DiskBuffer>, payload: &[u8]) -> Received {
-    let decoded = match proto::ExportLogsServiceRequest::decode(payload) {
+/// What enriches records before they are stored, when the node agent watches its pods.
+#[derive(Clone)]
+pub struct Enrichment {
+    /// The pods of the node and the namespaces' labels.
+    pub cluster: Arc<std::sync::RwLock<super::enrich::Cluster>>,
+    /// Which labels carry team and org ids.
+    pub labels: super::enrich::IdentityLabels,
+}
+
+fn store(buffer: &Mutex<DiskBuffer>, payload: &[u8], enrichment: Option<&Enrichment>) -> Received {
+    let mut decoded = match proto::ExportLogsServiceRequest::decode(payload) {
         Ok(d) => d,
         Err(e) => return Received::Invalid(format!("not an ExportLogsServiceRequest: {e}")),
+    };
+    let enriched;
+    let payload = match enrichment {
+        Some(e) => {
+            super::enrich::enrich(&mut decoded, &e.cluster.read().expect("cluster lock"), &e.labels);
+            enriched = decoded.encode_to_vec();
+            enriched.as_slice()
+        }
+        None => payload,
     };
     match buffer.lock().expect("buffer lock").append(&[payload]) {
         Ok(_) => Received::Stored(Box::new(decoded)),
@@ -112,12 +134,21 @@ fn http_answer(status: StatusCode, body: impl Into<Bytes>, content_type: &'stati
 /// Usage is aggregated from stored requests when the node agent reports to the operator.
 pub type Usage = Option<Arc<Mutex<super::usage::Aggregator>>>;
 
-async fn receive(
-    req: Request<Incoming>,
-    buffer: Arc<Mutex<DiskBuffer>>,
-    usage: Usage,
-    metrics: Metrics,
-) -> Response<Body> {
+/// What the receiver shares across connections.
+#[derive(Clone)]
+pub struct Receiver {
+    /// The disk buffer.
+    pub buffer: Arc<Mutex<DiskBuffer>>,
+    /// Usage aggregation, when reporting to the operator.
+    pub usage: Usage,
+    /// Enrichment, when watching the node's pods.
+    pub enrichment: Option<Enrichment>,
+    /// Metrics.
+    pub metrics: Metrics,
+}
+
+async fn receive(req: Request<Incoming>, rx: Receiver) -> Response<Body> {
+    let Receiver { buffer, usage, enrichment, metrics } = rx;
     let grpc = req.uri().path() == GRPC_PATH;
     let protocol = if grpc { "grpc" } else { "http" };
     if req.method() != Method::POST || !(grpc || req.uri().path() == "/v1/logs") {
@@ -150,7 +181,7 @@ async fn receive(
     } else {
         body
     };
-    let outcome = tokio::task::block_in_place(|| store(&buffer, &payload));
+    let outcome = tokio::task::block_in_place(|| store(&buffer, &payload, enrichment.as_ref()));
     if let (Received::Stored(request), Some(usage)) = (&outcome, &usage) {
         usage.lock().expect("usage lock").observe(request);
     }
@@ -188,13 +219,7 @@ async fn receive(
 }
 
 /// Serves the OTLP receiver until `shutdown`.
-pub async fn serve_receiver(
-    listener: TcpListener,
-    buffer: Arc<Mutex<DiskBuffer>>,
-    usage: Usage,
-    metrics: Metrics,
-    mut shutdown: watch::Receiver<bool>,
-) {
+pub async fn serve_receiver(listener: TcpListener, receiver: Receiver, mut shutdown: watch::Receiver<bool>) {
     loop {
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -204,11 +229,11 @@ pub async fn serve_receiver(
             _ = shutdown.changed() => return,
         };
         let _ = stream.set_nodelay(true);
-        let (buffer, usage, metrics) = (buffer.clone(), usage.clone(), metrics.clone());
+        let receiver = receiver.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| {
-                let (buffer, usage, metrics) = (buffer.clone(), usage.clone(), metrics.clone());
-                async move { Ok::<_, Infallible>(receive(req, buffer, usage, metrics).await) }
+                let receiver = receiver.clone();
+                async move { Ok::<_, Infallible>(receive(req, receiver).await) }
             });
             let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), service).await;
         });
