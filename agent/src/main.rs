@@ -113,6 +113,11 @@ struct Args {
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     enrich: bool,
 
+    /// [node] The node's CRI pod log folder: the MCP server containers' own stdout/stderr are
+    /// tailed from it, redacted and relayed (needs --enrich to know which containers).
+    #[arg(long, value_name = "DIR", default_value = "/var/log/pods")]
+    pod_logs_dir: PathBuf,
+
     /// [node] Pod or namespace label whose value is the team id of records without one.
     #[arg(long, value_name = "LABEL")]
     team_label: Option<String>,
@@ -243,6 +248,7 @@ fn run_node(args: &Args) -> Result<()> {
         node_name: std::env::var("NODE_NAME").unwrap_or_else(|_| "unknown".to_owned()),
         usage_every: Duration::from_secs(args.usage_interval_seconds.max(1)),
         enrich: args.enrich,
+        pod_logs_dir: args.pod_logs_dir.clone(),
         identity_labels: mcp_ledger_agent::node::enrich::IdentityLabels {
             team: args.team_label.clone(),
             org: args.org_label.clone(),

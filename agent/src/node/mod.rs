@@ -1,11 +1,13 @@
 //! The node agent (`--mode node`), one per node: receives the sidecars' records over OTLP,
 //! enriches them from a watch of the node's pods ([`enrich`]), keeps them in a disk buffer
 //! and relays them to the collector ([`relay`]); usage is aggregated from them and reported
-//! to the operator ([`usage`]). Built but not wired in yet: the CRI log tailer ([`tail`]).
+//! to the operator ([`usage`]). The MCP server containers' own logs are tailed ([`tail`]), redacted and buffered too
+//! ([`logs`]).
 
 pub mod buffer;
 pub mod cri;
 pub mod enrich;
+pub mod logs;
 pub mod relay;
 pub mod tail;
 pub mod usage;
@@ -71,8 +73,25 @@ pub async fn run(options: relay::NodeOptions, admin: SocketAddr, shutdown: watch
             shutdown.clone(),
         )),
         tokio::spawn(relay::relay(buffer.clone(), collector, metrics.clone(), shutdown.clone())),
-        tokio::spawn(relay::sync_loop(buffer, options.sync_every, shutdown.clone())),
+        tokio::spawn(relay::sync_loop(buffer.clone(), options.sync_every, shutdown.clone())),
     ];
+    // The MCP server containers' own logs: only with the pod map, which says which
+    // containers serve an McpServer.
+    let stop_tailing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tail_thread = None;
+    if let (Some(e), true) = (&enrichment, options.pod_logs_dir.is_dir()) {
+        tracing::info!(dir = %options.pod_logs_dir.display(), "tailing the MCP server containers' logs");
+        tail_thread = Some(logs::spawn(
+            options.pod_logs_dir.clone(),
+            dir.clone(),
+            Arc::new(crate::redact::Redactor::new(&Default::default())),
+            e.cluster.clone(),
+            e.labels.clone(),
+            buffer.clone(),
+            metrics.clone(),
+            stop_tailing.clone(),
+        ));
+    }
     if let (Some(aggregator), Some(target)) = (usage, options.operator.clone()) {
         tracing::info!(operator = %target.url, every_s = options.usage_every.as_secs(), "reporting usage to the operator");
         tasks.push(tokio::spawn(usage::report_loop(
@@ -85,6 +104,10 @@ pub async fn run(options: relay::NodeOptions, admin: SocketAddr, shutdown: watch
     }
     for task in tasks {
         let _ = task.await;
+    }
+    stop_tailing.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(t) = tail_thread {
+        let _ = tokio::task::spawn_blocking(move || t.join()).await;
     }
     tracing::info!("mcp-ledger node agent stopped");
     Ok(())

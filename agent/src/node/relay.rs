@@ -55,6 +55,8 @@ pub struct NodeOptions {
     pub enrich: bool,
     /// Which labels carry team and org ids.
     pub identity_labels: super::enrich::IdentityLabels,
+    /// The node's CRI pod log folder (`/var/log/pods`).
+    pub pod_logs_dir: std::path::PathBuf,
 }
 
 type Body = BoxBody<Bytes, Infallible>;
