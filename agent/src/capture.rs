@@ -807,6 +807,7 @@ impl Processor {
             body_truncated: false,
             redaction: RedactionSummary { kinds, payload_dropped: None },
             error: None,
+            governance: None,
         }
     }
 

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod capture;
 pub mod export;
+pub mod govern;
 pub mod ids;
 pub mod mcp;
 pub mod metrics;

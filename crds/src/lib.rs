@@ -14,6 +14,7 @@ pub mod redaction;
 pub mod review;
 pub mod server;
 pub mod usage;
+pub mod versions;
 
 pub use access::{McpAccessPolicy, McpAccessPolicySpec};
 pub use config::AgentConfig;

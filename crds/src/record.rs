@@ -93,6 +93,73 @@ pub struct AuditRecord {
     /// Error details for error events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<RecordError>,
+    /// Governance detail: the decision of a `policy-denied` record, the change of a
+    /// `tool-definition-changed` record, the tool fingerprints of a `tools/list` answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub governance: Option<Governance>,
+}
+
+/// Governance detail of a record.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Governance {
+    /// The decision a `policy-denied` record reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<Decision>,
+    /// The change a `tool-definition-changed` record reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_change: Option<ToolChange>,
+    /// Every tool of a complete `tools/list` answer with its definition hash (what the
+    /// server offered, before any filtering).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<crate::server::ToolFingerprint>,
+}
+
+/// What a policy decided about a call or a listed tool.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Decision {
+    /// Which control decided: `access` (an McpAccessPolicy), `tool-pinning` (toolPolicy)
+    /// or `server-version` (allowedVersions).
+    pub control: String,
+    /// The McpAccessPolicy (`namespace/name`), for `access`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    /// The rule that decided, or `defaultEffect` when no rule matched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// `observe`, `warn` or `enforce`/`block`: the mode the control runs in.
+    pub mode: String,
+    /// True when the agent refused the call or hid the tool; false when it only recorded
+    /// what enforcement would have done.
+    pub enforced: bool,
+    /// `call` (a request) or `list` (a tool hidden from a list answer).
+    pub action: String,
+    /// Why, in words.
+    pub reason: String,
+}
+
+/// A tool whose definition differs from the approved baseline.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ToolChange {
+    /// `changed`, `added` (not in the baseline) or `removed` (in the baseline, no longer listed).
+    pub change: String,
+    /// The approved definition hash (absent for an added tool).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_hash: Option<String>,
+    /// The hash this agent saw before (absent when this is the first time it sees the tool).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_hash: Option<String>,
+    /// The new definition hash (absent for a removed tool).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
+    /// The definition fields that differ from what this agent saw before (`description`,
+    /// `inputSchema`, ...); empty when it saw no earlier definition of the tool.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changed_fields: Vec<String>,
+    /// What the agent does about it: `observe`, `warn` or `block`.
+    pub policy: String,
 }
 
 /// Severity, with the OpenTelemetry severity numbers.
@@ -373,6 +440,34 @@ pub mod attr {
     pub const REDACTION_PAYLOAD_DROPPED: &str = "mcpledger.redaction.payload_dropped";
     /// `error.message`.
     pub const ERROR_MESSAGE: &str = "mcpledger.error.message";
+    /// `governance.decision.control` (`access`, `tool-pinning`, `server-version`).
+    pub const POLICY_CONTROL: &str = "mcpledger.policy.control";
+    /// `governance.decision.policy`.
+    pub const POLICY_NAME: &str = "mcpledger.policy.name";
+    /// `governance.decision.rule`.
+    pub const POLICY_RULE: &str = "mcpledger.policy.rule";
+    /// `governance.decision.mode`.
+    pub const POLICY_MODE: &str = "mcpledger.policy.mode";
+    /// `governance.decision.enforced` (boolean).
+    pub const POLICY_ENFORCED: &str = "mcpledger.policy.enforced";
+    /// `governance.decision.action`.
+    pub const POLICY_ACTION: &str = "mcpledger.policy.action";
+    /// `governance.decision.reason`.
+    pub const POLICY_REASON: &str = "mcpledger.policy.reason";
+    /// `governance.toolChange.change`.
+    pub const TOOL_CHANGE: &str = "mcpledger.tool.change";
+    /// `governance.toolChange.approvedHash`.
+    pub const TOOL_APPROVED_HASH: &str = "mcpledger.tool.approved_hash";
+    /// `governance.toolChange.previousHash`.
+    pub const TOOL_PREVIOUS_HASH: &str = "mcpledger.tool.previous_hash";
+    /// `governance.toolChange.hash`.
+    pub const TOOL_HASH: &str = "mcpledger.tool.hash";
+    /// `governance.toolChange.changedFields` (comma-separated).
+    pub const TOOL_CHANGED_FIELDS: &str = "mcpledger.tool.changed_fields";
+    /// `governance.toolChange.policy`.
+    pub const TOOL_POLICY: &str = "mcpledger.tool.policy";
+    /// `governance.tools`: JSON array of `{name, definitionHash}`.
+    pub const TOOLS: &str = "mcpledger.tools";
 
     /// Resource attributes (from the downward API).
     pub mod resource {

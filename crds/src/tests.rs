@@ -476,6 +476,7 @@ fn sample_record() -> AuditRecord {
             code: Some(-32602),
             message: Some("[REDACTED:email]".into()),
         }),
+        governance: None,
     }
 }
 
