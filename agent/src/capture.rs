@@ -10,10 +10,12 @@ use bytes::Bytes;
 use jiff::Timestamp;
 use mcp_ledger_crds::common::Transport;
 use mcp_ledger_crds::record::{
-    AuditRecord, Direction, EventType, IdentitySource, Level, RecordError, RedactionSummary, RequestId, ServerIdentity,
+    AuditRecord, Direction, EventType, Governance as GovernanceDetail, IdentitySource, Level, RecordError,
+    RedactionSummary, RequestId, ServerIdentity,
 };
 use serde_json::Value;
 
+use crate::govern;
 use crate::mcp::jsonrpc::{self, Kind, Message};
 use crate::mcp::trace::TraceContext;
 use crate::metrics::Metrics;
@@ -70,6 +72,21 @@ pub struct Identity {
     pub org: Option<String>,
     /// Groups (for access policies).
     pub groups: Vec<String>,
+    /// Verified JWT claims with text values (for `Claim` subjects of access policies);
+    /// never recorded.
+    pub claims: Vec<(String, String)>,
+}
+
+impl Identity {
+    /// The caller as access policies see it (nobody, unless verified).
+    pub fn caller(&self) -> govern::Caller<'_> {
+        let verified = self.source != IdentitySource::Unverified;
+        govern::Caller {
+            user: self.user.as_deref().filter(|_| verified),
+            groups: if verified { &self.groups } else { &[] },
+            claims: if verified { &self.claims } else { &[] },
+        }
+    }
 }
 
 /// One HTTP exchange through the proxy.
@@ -104,7 +121,8 @@ pub struct Exchange {
 }
 
 impl Exchange {
-    fn session_key(&self) -> Option<String> {
+    /// The session this exchange belongs to, as a key (`mcp:<id>` or `sse:<id>`).
+    pub fn session_key(&self) -> Option<String> {
         if let Some(s) = &self.session_id {
             return Some(format!("mcp:{s}"));
         }
@@ -178,6 +196,17 @@ pub enum Captured {
         /// How it ended.
         outcome: EndOutcome,
     },
+    /// A governance decision or tool change (see [`crate::govern`]).
+    Governance {
+        /// The exchange it happened in.
+        ex: Arc<Exchange>,
+        /// The JSON-RPC method concerned (`tools/call`, `tools/list`, `initialize`).
+        method: Option<String>,
+        /// The JSON-RPC id of the request concerned.
+        jsonrpc_id: Option<String>,
+        /// What to record.
+        event: govern::Event,
+    },
     /// The upstream could not be reached; the client got a 502.
     UpstreamUnavailable {
         /// The exchange.
@@ -237,11 +266,17 @@ pub struct Processor {
     tool_labels: HashSet<String>,
     server_version: Option<String>,
     protocol_version: Option<String>,
+    governance: Arc<govern::Governance>,
 }
 
 impl Processor {
     /// A processor for one server.
-    pub fn new(server: ServerFacts, redactor: Arc<Redactor>, metrics: Metrics) -> Self {
+    pub fn new(
+        server: ServerFacts,
+        redactor: Arc<Redactor>,
+        metrics: Metrics,
+        governance: Arc<govern::Governance>,
+    ) -> Self {
         Self {
             server,
             redactor,
@@ -256,6 +291,7 @@ impl Processor {
             tool_labels: HashSet::new(),
             server_version: None,
             protocol_version: None,
+            governance,
         }
     }
 
@@ -275,6 +311,9 @@ impl Processor {
             }
             Captured::End { ex, head, outcome } => self.on_end(&ex, &head, outcome, out),
             Captured::UpstreamUnavailable { ex, reason } => self.on_upstream_unavailable(&ex, reason, out),
+            Captured::Governance { ex, method, jsonrpc_id, event } => {
+                self.on_governance(&ex, method, jsonrpc_id, event, out)
+            }
         }
         self.expire_pending();
     }
@@ -512,6 +551,13 @@ impl Processor {
             }
         }
         if method.as_deref() == Some("tools/list")
+            && msg.result().is_some_and(|r| r.get("nextCursor").is_none_or(Value::is_null))
+            && let Some(tools) = self.governance.complete_list()
+        {
+            // The whole list the server offered (before any filtering), for the inventory.
+            r.governance = Some(GovernanceDetail { tools, ..Default::default() });
+        }
+        if method.as_deref() == Some("tools/list")
             && let Some(tools) = msg.result().and_then(|r| r.get("tools")).and_then(Value::as_array)
         {
             for tool in tools {
@@ -701,9 +747,54 @@ impl Processor {
         })
     }
 
-    /// `<server>/<tool>`; the `@<definitionHash>` suffix comes with tool fingerprints (issue 8).
+    /// `<server>/<tool>@<definitionHash>`, or `<server>/<tool>` before the tool was listed.
     fn tool_id(&self, tool: &str) -> String {
-        format!("{}/{tool}", self.server.name)
+        match self.governance.tool_hash(tool) {
+            Some(hash) => format!("{}/{tool}@{hash}", self.server.name),
+            None => format!("{}/{tool}", self.server.name),
+        }
+    }
+
+    /// A `policy-denied` or `tool-definition-changed` record.
+    fn on_governance(
+        &mut self,
+        ex: &Arc<Exchange>,
+        method: Option<String>,
+        jsonrpc_id: Option<String>,
+        event: govern::Event,
+        out: &mut Vec<AuditRecord>,
+    ) {
+        let (tool, detail, event_type, level) = match event {
+            govern::Event::Denied { tool, decision } => {
+                self.metrics
+                    .policy_denials
+                    .with_label_values(&[
+                        self.server.name.as_str(),
+                        decision.control.as_str(),
+                        decision.policy.as_deref().unwrap_or(""),
+                        decision.rule.as_deref().unwrap_or(""),
+                        decision.action.as_str(),
+                        if decision.enforced { "true" } else { "false" },
+                    ])
+                    .inc();
+                let level = if decision.enforced { Level::Warn } else { Level::Info };
+                let detail = GovernanceDetail { decision: Some(decision), ..Default::default() };
+                (tool, detail, EventType::PolicyDenied, level)
+            }
+            govern::Event::ToolChanged { tool, change } => {
+                self.metrics.tool_changes.with_label_values(&[&self.server.name, &change.change]).inc();
+                let level = if self.governance.change_is_warning() { Level::Warn } else { Level::Info };
+                let detail = GovernanceDetail { tool_change: Some(change), ..Default::default() };
+                (Some(tool), detail, EventType::ToolDefinitionChanged, level)
+            }
+        };
+        let mut r = self.record(ex, event_type, level, Direction::Agent, ex.trace, Headers::Request(ex));
+        r.method = method;
+        r.request_id.jsonrpc = jsonrpc_id;
+        r.tool_id = tool.as_deref().map(|t| self.tool_id(t));
+        r.tool_name = tool;
+        r.governance = Some(detail);
+        out.push(r);
     }
 
     fn tool_label(&self, tool: &str) -> &'static str {

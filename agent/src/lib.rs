@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use mcp_ledger_crds::AgentConfig;
 use mcp_ledger_crds::record::attr::resource;
 use tokio::net::TcpListener;
@@ -88,21 +88,9 @@ pub struct RunOptions {
     pub drain: Duration,
 }
 
-/// Checks the parts of a configuration this build cannot honour yet, so that a
-/// configuration is refused instead of silently weakened.
-pub fn check_supported(config: &AgentConfig) -> Result<()> {
-    if !config.access.is_empty() {
-        bail!(
-            "access: McpAccessPolicy enforcement is not built yet in this agent; remove the access policies from the configuration"
-        );
-    }
-    Ok(())
-}
-
 /// Runs the proxy, admin listener and pipeline until `shutdown` turns true, then drains.
 pub async fn run(config: AgentConfig, options: RunOptions, shutdown: watch::Receiver<bool>) -> Result<()> {
     config.validate()?;
-    check_supported(&config)?;
     let metrics = metrics::Metrics::new();
     metrics.build_info.with_label_values(&[env!("CARGO_PKG_VERSION"), options.mode]).set(1);
 
@@ -138,7 +126,8 @@ pub async fn run(config: AgentConfig, options: RunOptions, shutdown: watch::Rece
         pod: options.pod.pod.clone(),
         transport: config.server.transport,
     };
-    let processor = capture::Processor::new(server, redactor, metrics.clone());
+    let governance = Arc::new(govern::Governance::new(govern::Rules::from_config(&config)));
+    let processor = capture::Processor::new(server, redactor, metrics.clone(), governance.clone());
     let (pipeline, running) = pipeline::start(&config.pipeline, processor, redactor_rx, sinks, metrics.clone())?;
 
     let upstream: http::Uri = config.upstream.url.parse().context("upstream.url")?;
@@ -149,6 +138,7 @@ pub async fn run(config: AgentConfig, options: RunOptions, shutdown: watch::Rece
         metrics.clone(),
         config.capture.max_body_bytes,
         proxy::identity::Resolver::new(&config.identity)?,
+        governance.clone(),
     ));
 
     let proxy_addr: SocketAddr = config.listen.proxy.parse()?;
@@ -169,7 +159,7 @@ pub async fn run(config: AgentConfig, options: RunOptions, shutdown: watch::Rece
     };
     let admin_task = tokio::spawn(admin::serve(admin_listener, render, ready.clone(), shutdown.clone()));
     if let Some(path) = options.config_file.clone() {
-        tokio::spawn(watch_policy(path, redactor_tx, metrics.clone(), shutdown.clone()));
+        tokio::spawn(watch_policy(path, redactor_tx, governance.clone(), metrics.clone(), shutdown.clone()));
     }
 
     proxy::serve(proxy_listener, proxy, shutdown, options.drain).await;
@@ -181,11 +171,13 @@ pub async fn run(config: AgentConfig, options: RunOptions, shutdown: watch::Rece
     Ok(())
 }
 
-/// Polls the configuration file and swaps in the new redaction policy when it changes.
-/// A file that does not parse or validate is reported and the last good policy stays.
+/// Polls the configuration file and swaps in the new redaction policy and governance rules
+/// (baseline, allowed versions, tool policy, access policies) when it changes. A file that
+/// does not parse or validate is reported and the last good configuration stays.
 async fn watch_policy(
     path: PathBuf,
     tx: watch::Sender<Arc<redact::Redactor>>,
+    governance: Arc<govern::Governance>,
     metrics: metrics::Metrics,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -204,12 +196,16 @@ async fn watch_policy(
         let loaded = std::fs::read_to_string(&path)
             .map_err(anyhow::Error::from)
             .and_then(|t| Ok(AgentConfig::from_json(&t)?))
-            .and_then(|config| Ok(redact::Redactor::from_config(&config)?));
+            .and_then(|config| {
+                config.validate()?;
+                Ok((redact::Redactor::from_config(&config)?, govern::Rules::from_config(&config)))
+            });
         match loaded {
-            Ok(redactor) => {
+            Ok((redactor, rules)) => {
                 let _ = tx.send(Arc::new(redactor));
+                governance.set_rules(rules);
                 metrics.config_reloads.with_label_values(&["ok"]).inc();
-                tracing::info!(path = %path.display(), "redaction policy reloaded");
+                tracing::info!(path = %path.display(), "redaction policy and governance rules reloaded");
             }
             Err(e) => {
                 metrics.config_reloads.with_label_values(&["error"]).inc();

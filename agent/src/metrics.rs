@@ -46,6 +46,11 @@ pub struct Metrics {
     pub buffer_pending: IntGauge,
     /// Node agent: the disk buffer's size limit in bytes.
     pub buffer_max_bytes: IntGauge,
+    /// Governance decisions that denied (enforced or observed), by server, control
+    /// (`access`, `tool-pinning`, `server-version`), policy, rule, action and whether enforced.
+    pub policy_denials: IntCounterVec,
+    /// Tool definitions that differ from the approved baseline, by server and change.
+    pub tool_changes: IntCounterVec,
     /// Build information (always 1).
     pub build_info: IntGaugeVec,
 }
@@ -143,6 +148,22 @@ impl Metrics {
         let buffer_max_bytes =
             IntGauge::new("mcp_ledger_buffer_max_bytes", "Node agent: the disk buffer's size limit in bytes.")
                 .expect("valid metric");
+        let policy_denials = IntCounterVec::new(
+            Opts::new(
+                "mcp_ledger_policy_denials_total",
+                "Governance denials (calls refused, tools hidden, or what observe mode would have refused), by server, control, policy, rule, action and enforced.",
+            ),
+            &["server", "control", "policy", "rule", "action", "enforced"],
+        )
+        .expect("valid metric");
+        let tool_changes = IntCounterVec::new(
+            Opts::new(
+                "mcp_ledger_tool_definition_changes_total",
+                "Tool definitions seen to differ from the approved baseline (each change counted once), by server and change (changed, added, removed).",
+            ),
+            &["server", "change"],
+        )
+        .expect("valid metric");
         let build_info = IntGaugeVec::new(
             Opts::new("mcp_ledger_build_info", "Build information of the agent (always 1)."),
             &["version", "mode"],
@@ -165,6 +186,8 @@ impl Metrics {
             Box::new(buffer_bytes.clone()),
             Box::new(buffer_pending.clone()),
             Box::new(buffer_max_bytes.clone()),
+            Box::new(policy_denials.clone()),
+            Box::new(tool_changes.clone()),
             Box::new(build_info.clone()),
         ] {
             registry.register(c).expect("metric registered once");
@@ -187,6 +210,8 @@ impl Metrics {
             buffer_bytes,
             buffer_pending,
             buffer_max_bytes,
+            policy_denials,
+            tool_changes,
             build_info,
         }
     }
@@ -200,7 +225,7 @@ impl Metrics {
     /// sample yet), as dashboards and alert rules may use them.
     pub fn names(&self) -> Vec<String> {
         use prometheus::core::Collector;
-        let collectors: [&dyn Collector; 17] = [
+        let collectors: [&dyn Collector; 19] = [
             &self.requests,
             &self.duration,
             &self.records_exported,
@@ -217,6 +242,8 @@ impl Metrics {
             &self.buffer_bytes,
             &self.buffer_pending,
             &self.buffer_max_bytes,
+            &self.policy_denials,
+            &self.tool_changes,
             &self.build_info,
         ];
         collectors.iter().flat_map(|c| c.desc()).map(|d| d.fq_name.clone()).collect()

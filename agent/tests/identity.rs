@@ -3,44 +3,9 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::*;
 use mcp_ledger_crds::config::{GatewayConfig, JwtConfig};
 use mcp_ledger_crds::record::{EventType, IdentitySource};
-
-fn sign_ed25519(dir: &std::path::Path, claims: &str) -> (String, String) {
-    // Keys are generated for the test run; nothing secret is committed.
-    let key = dir.join("signer.key");
-    let public = dir.join("signer.pub");
-    assert!(
-        Command::new("openssl")
-            .args(["genpkey", "-algorithm", "ed25519", "-out"])
-            .arg(&key)
-            .status()
-            .unwrap()
-            .success()
-    );
-    assert!(
-        Command::new("openssl")
-            .args(["pkey", "-pubout", "-in"])
-            .arg(&key)
-            .arg("-out")
-            .arg(&public)
-            .status()
-            .unwrap()
-            .success()
-    );
-    let pem = std::fs::read(&key).unwrap();
-    let claims: serde_json::Value = serde_json::from_str(claims).unwrap();
-    let token = jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_ed_pem(&pem).unwrap(),
-    )
-    .unwrap();
-    (token, public.display().to_string())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verified_jwt_users_are_recorded_and_forged_headers_are_not() {
@@ -50,7 +15,9 @@ async fn verified_jwt_users_are_recorded_and_forged_headers_are_not() {
     let claims = format!(
         r#"{{"sub":"alice","iss":"https://issuer.test","aud":"mcp","exp":{exp},"team":"platform","org":"acme"}}"#
     );
-    let (token, public) = sign_ed25519(&dir, &claims);
+    let signer = JwtSigner::new(&dir);
+    let token = signer.sign(&claims);
+    let public = signer.public.clone();
     let mut cfg = config(port, &dir);
     cfg.identity.jwt = Some(JwtConfig {
         issuer: "https://issuer.test".into(),

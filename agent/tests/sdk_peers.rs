@@ -41,7 +41,17 @@ async fn check_python_scenario(mode: &str, transport: &str) {
             .find(|r| r.tool_name.as_deref() == Some(tool))
             .unwrap_or_else(|| panic!("no request record for {tool}"));
         assert_eq!(req.method.as_deref(), Some("tools/call"));
-        assert_eq!(req.tool_id.as_deref(), Some(format!("test-server/{tool}").as_str()));
+        // `<server>/<tool>@<definitionHash>`: the tools were listed first. On the
+        // 2024-11-05 transport list answers travel on the GET stream, which governance
+        // does not inspect yet: no hash there.
+        let id = req.tool_id.as_deref().unwrap();
+        if transport == "sse" {
+            assert_eq!(id, format!("test-server/{tool}"));
+        } else {
+            let (name, hash) = id.split_once('@').unwrap_or_else(|| panic!("{id} has no definition hash"));
+            assert_eq!(name, format!("test-server/{tool}"));
+            assert!(hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+        }
         assert_eq!(req.direction, Direction::ClientToServer);
         let answer = records
             .iter()

@@ -44,6 +44,7 @@ pub const COLUMNS: &[&str] = &[
     "error.type",
     "error.code",
     "error.message",
+    "governance",
 ];
 
 /// A CSV sink.
@@ -115,6 +116,7 @@ pub fn row(r: &AuditRecord) -> Vec<String> {
         r.error.as_ref().map(|e| e.kind.clone()).unwrap_or_default(),
         r.error.as_ref().and_then(|e| e.code).map(|c| c.to_string()).unwrap_or_default(),
         r.error.as_ref().and_then(|e| e.message.clone()).unwrap_or_default(),
+        r.governance.as_ref().and_then(|g| serde_json::to_string(g).ok()).unwrap_or_default(),
     ]
 }
 

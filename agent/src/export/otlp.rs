@@ -208,6 +208,30 @@ pub fn log_record(r: &AuditRecord) -> proto::LogRecord {
         push(attr::RPC_RESPONSE_STATUS_CODE, e.code.map(|c| string(c.to_string())));
         push(attr::ERROR_MESSAGE, e.message.clone().map(string));
     }
+    if let Some(g) = &r.governance {
+        if let Some(d) = &g.decision {
+            push(attr::POLICY_CONTROL, Some(string(d.control.clone())));
+            push(attr::POLICY_NAME, d.policy.clone().map(string));
+            push(attr::POLICY_RULE, d.rule.clone().map(string));
+            push(attr::POLICY_MODE, Some(string(d.mode.clone())));
+            push(attr::POLICY_ENFORCED, Some(AnyValue { value: Some(any_value::Value::BoolValue(d.enforced)) }));
+            push(attr::POLICY_ACTION, Some(string(d.action.clone())));
+            push(attr::POLICY_REASON, Some(string(d.reason.clone())));
+        }
+        if let Some(c) = &g.tool_change {
+            push(attr::TOOL_CHANGE, Some(string(c.change.clone())));
+            push(attr::TOOL_APPROVED_HASH, c.approved_hash.clone().map(string));
+            push(attr::TOOL_PREVIOUS_HASH, c.previous_hash.clone().map(string));
+            push(attr::TOOL_HASH, c.hash.clone().map(string));
+            if !c.changed_fields.is_empty() {
+                push(attr::TOOL_CHANGED_FIELDS, Some(string(c.changed_fields.join(","))));
+            }
+            push(attr::TOOL_POLICY, Some(string(c.policy.clone())));
+        }
+        if !g.tools.is_empty() {
+            push(attr::TOOLS, Some(string(serde_json::to_string(&g.tools).unwrap_or_default())));
+        }
+    }
     proto::LogRecord {
         time_unix_nano: nanos(r.timestamp),
         observed_time_unix_nano: nanos(r.observed_timestamp),

@@ -57,6 +57,7 @@ impl Resolver {
                 team: v.team,
                 org: v.org,
                 groups: v.groups,
+                claims: v.claims,
             };
         }
         if let Some((cidrs, g)) = &self.gateway
@@ -81,6 +82,7 @@ impl Resolver {
                     team: get(&g.team_header),
                     org: get(&g.org_header),
                     groups,
+                    claims: Vec::new(),
                 };
             }
         }

@@ -55,6 +55,8 @@ pub struct Verified {
     pub org: Option<String>,
     /// Groups claim.
     pub groups: Vec<String>,
+    /// Claims with text, number or boolean values, and string elements of array claims.
+    pub claims: Vec<(String, String)>,
 }
 
 const RSA: &[Algorithm] =
@@ -165,11 +167,40 @@ impl JwtVerifier {
                     team: self.config.team_claim.as_deref().and_then(text),
                     org: self.config.org_claim.as_deref().and_then(text),
                     groups,
+                    claims: text_claims(&claims),
                 });
             }
         }
         None
     }
+}
+
+/// Most claim values kept for access decisions.
+const MAX_CLAIM_VALUES: usize = 256;
+
+/// The claims an access policy can match: `name = value` for text, number and boolean
+/// claims, one pair per string element of an array claim.
+fn text_claims(claims: &HashMap<String, Value>) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (name, value) in claims {
+        let mut push = |v: &Value| {
+            let text = match v {
+                Value::String(s) => s.clone(),
+                Value::Number(n) => n.to_string(),
+                Value::Bool(b) => b.to_string(),
+                _ => return,
+            };
+            if out.len() < MAX_CLAIM_VALUES {
+                out.push((name.clone(), text));
+            }
+        };
+        match value {
+            Value::Array(items) => items.iter().for_each(&mut push),
+            other => push(other),
+        }
+    }
+    out.sort();
+    out
 }
 
 fn is_rsa(pem: &[u8]) -> bool {
@@ -248,14 +279,12 @@ mod tests {
         let good = sign(&claims("https://issuer.test", "mcp", now() + 60), &ed, Algorithm::EdDSA);
         let v = verifier.verify_token(&good).expect("a good token verifies");
         assert_eq!(
-            v,
-            Verified {
-                user: "alice".into(),
-                team: Some("platform".into()),
-                org: None,
-                groups: vec!["devs".into(), "oncall".into()]
-            }
+            (v.user.as_str(), v.team.as_deref(), v.org.as_deref(), v.groups.clone()),
+            ("alice", Some("platform"), None, vec!["devs".to_owned(), "oncall".to_owned()])
         );
+        for pair in [("groups", "devs"), ("groups", "oncall"), ("team", "platform"), ("sub", "alice"), ("aud", "mcp")] {
+            assert!(v.claims.contains(&(pair.0.to_owned(), pair.1.to_owned())), "claim {pair:?} in {:?}", v.claims);
+        }
         let rsa = EncodingKey::from_rsa_pem(&rsa_private).unwrap();
         assert!(
             verifier

@@ -3,6 +3,7 @@
 //! `traceparent` upstream when the client sent none, and hands copies to the pipeline.
 //! When the upstream cannot be reached the client gets a 502 with a JSON-RPC error body.
 
+pub mod govern;
 pub mod identity;
 pub mod jwt;
 pub mod tap;
@@ -58,6 +59,7 @@ pub struct Proxy {
     max_body: usize,
     next_id: AtomicU64,
     resolver: identity::Resolver,
+    governance: Arc<crate::govern::Governance>,
 }
 
 impl Proxy {
@@ -69,12 +71,13 @@ impl Proxy {
         metrics: Metrics,
         max_body: usize,
         resolver: identity::Resolver,
+        governance: Arc<crate::govern::Governance>,
     ) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(connect_timeout));
         let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(60)).build(connector);
-        Self { upstream, client, pipeline, metrics, max_body, next_id: AtomicU64::new(1), resolver }
+        Self { upstream, client, pipeline, metrics, max_body, next_id: AtomicU64::new(1), resolver, governance }
     }
 
     /// Handles one request.
@@ -144,6 +147,19 @@ impl Proxy {
             wire_bytes,
         });
 
+        // Governance: decide before forwarding (only whole POST bodies are JSON-RPC).
+        let mut plan = if finished && parts.method == http::Method::POST {
+            govern::plan(&self.governance, &prefix, &ex.identity.caller())
+        } else {
+            govern::Plan::default()
+        };
+        for (method, jsonrpc_id, event) in std::mem::take(&mut plan.events) {
+            self.pipeline.submit(Captured::Governance { ex: ex.clone(), method, jsonrpc_id, event });
+        }
+        if let Some(body) = plan.refusal.take() {
+            return self.refuse(ex, body, &parts.method);
+        }
+
         let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
         let uri = Uri::builder()
             .scheme(self.upstream.scheme().cloned().unwrap_or(http::uri::Scheme::HTTP))
@@ -179,6 +195,25 @@ impl Proxy {
                     redacted_headers: Default::default(),
                 });
                 self.metrics.http_requests.with_label_values(&[method_label, status_class(rparts.status)]).inc();
+                if plan.watches() && matches!(content, ContentKind::Json | ContentKind::Sse) {
+                    let hold = plan.watches_lists() && self.governance.filters_lists();
+                    if hold {
+                        // The filtered answer has another length.
+                        rparts.headers.remove(header::CONTENT_LENGTH);
+                    }
+                    let governed = govern::GovernedBody::new(
+                        rbody,
+                        plan,
+                        self.governance.clone(),
+                        ex.clone(),
+                        self.pipeline.clone(),
+                        self.metrics.clone(),
+                        content == ContentKind::Sse,
+                        hold,
+                    );
+                    let body = TapBody::new(governed, ex, head, self.pipeline.clone(), self.max_body);
+                    return Response::from_parts(rparts, body.boxed());
+                }
                 let body = TapBody::new(rbody, ex, head, self.pipeline.clone(), self.max_body);
                 Response::from_parts(rparts, body.boxed())
             }
@@ -191,6 +226,43 @@ impl Proxy {
                 upstream_unavailable(request_body.as_deref().and_then(first_request_id))
             }
         }
+    }
+}
+
+impl Proxy {
+    /// Answers a refused request instead of the server: HTTP 200 with the JSON-RPC error
+    /// (streamable HTTP), or 403 on the 2024-11-05 HTTP+SSE transport, whose POSTs are
+    /// otherwise answered on the event stream the agent does not write to. The answer is
+    /// recorded like any other.
+    fn refuse(&self, ex: Arc<Exchange>, body: Bytes, method: &http::Method) -> Response<ProxyBody> {
+        let status = if ex.legacy_session.is_some() { StatusCode::FORBIDDEN } else { StatusCode::OK };
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(session) = ex.session_id.as_deref().and_then(|s| HeaderValue::from_str(s).ok()) {
+            headers.insert("mcp-session-id", session);
+        }
+        let head = Arc::new(ResponseHead {
+            status: status.as_u16(),
+            content: ContentKind::Json,
+            session_id: None,
+            headers: headers.clone(),
+            redacted_headers: Default::default(),
+        });
+        self.metrics.http_requests.with_label_values(&[method_label(method), status_class(status)]).inc();
+        self.pipeline.submit(Captured::Response {
+            ex: ex.clone(),
+            head: head.clone(),
+            body: body.clone(),
+            truncated: false,
+            wire_bytes: body.len() as u64,
+            sse_event: None,
+            sse_id: None,
+        });
+        self.pipeline.submit(Captured::End { ex, head, outcome: crate::capture::EndOutcome::Complete });
+        let mut resp = Response::new(full(body));
+        *resp.status_mut() = status;
+        *resp.headers_mut() = headers;
+        resp
     }
 }
 

@@ -14,9 +14,9 @@ use crate::capture::{Captured, ContentKind, EndOutcome, Exchange, ResponseHead};
 use crate::mcp::sse;
 use crate::pipeline::Pipeline;
 
-/// The tapped upstream response body.
-pub struct TapBody {
-    inner: Incoming,
+/// The tapped upstream response body (as the client gets it).
+pub struct TapBody<B: Body = Incoming> {
+    inner: B,
     state: Option<Tap>,
 }
 
@@ -31,9 +31,9 @@ struct Tap {
     events: Vec<sse::Event>,
 }
 
-impl TapBody {
+impl<B: Body> TapBody<B> {
     /// Wraps `inner`.
-    pub fn new(inner: Incoming, ex: Arc<Exchange>, head: Arc<ResponseHead>, pipeline: Pipeline, max: usize) -> Self {
+    pub fn new(inner: B, ex: Arc<Exchange>, head: Arc<ResponseHead>, pipeline: Pipeline, max: usize) -> Self {
         let sse = (head.content == ContentKind::Sse).then(|| sse::Parser::new(max));
         Self {
             inner,
@@ -101,7 +101,10 @@ impl Tap {
     }
 }
 
-impl Body for TapBody {
+impl<B> Body for TapBody<B>
+where
+    B: Body<Data = Bytes, Error = hyper::Error> + Unpin,
+{
     type Data = Bytes;
     type Error = hyper::Error;
 
@@ -144,7 +147,7 @@ impl Body for TapBody {
     }
 }
 
-impl Drop for TapBody {
+impl<B: Body> Drop for TapBody<B> {
     fn drop(&mut self) {
         // Dropped before the end: the client went away (or the connection failed).
         if let Some(tap) = self.state.take() {

@@ -188,3 +188,54 @@ pub async fn raw(method: &str, url: &str, headers: &[(&str, &str)], body: impl I
     let body = resp.into_body().collect().await.expect("body").to_bytes();
     Raw { status, headers, body }
 }
+
+/// An Ed25519 key pair generated for the test run with `openssl` (nothing secret is
+/// committed) that signs JWTs; `public` is the PEM path the agent's configuration names.
+pub struct JwtSigner {
+    private: Vec<u8>,
+    pub public: String,
+}
+
+impl JwtSigner {
+    pub fn new(dir: &Path) -> Self {
+        let key = dir.join("signer.key");
+        let public = dir.join("signer.pub");
+        let run = |args: &[&str], a: &Path, b: &Path| {
+            let ok = Command::new("openssl").args(args).arg(a).arg("-out").arg(b).status().unwrap().success();
+            assert!(ok, "openssl {args:?}");
+        };
+        let ok = Command::new("openssl")
+            .args(["genpkey", "-algorithm", "ed25519", "-out"])
+            .arg(&key)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "openssl genpkey");
+        run(&["pkey", "-pubout", "-in"], &key, &public);
+        Self { private: std::fs::read(&key).unwrap(), public: public.display().to_string() }
+    }
+
+    /// Signs `claims` (JSON text) with EdDSA.
+    pub fn sign(&self, claims: &str) -> String {
+        let claims: serde_json::Value = serde_json::from_str(claims).unwrap();
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_ed_pem(&self.private).unwrap(),
+        )
+        .unwrap()
+    }
+}
+
+/// Runs `tests/peers/governance_client.py` (the Python SDK client) with `steps`; returns
+/// what each step gave the client.
+pub fn governance_client(url: &str, token: Option<&str>, steps: &[&str]) -> Vec<serde_json::Value> {
+    let mut cmd = Command::new(python());
+    cmd.arg(repo_root().join("tests/peers/governance_client.py")).arg(url);
+    if let Some(t) = token {
+        cmd.args(["--token", t]);
+    }
+    let out = cmd.args(steps).output().expect("run the Python governance client");
+    assert!(out.status.success(), "client failed against {url}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
