@@ -38,22 +38,24 @@ impl Glob {
     }
 }
 
-/// Iterative wildcard match with one backtrack point (linear for `*`-only patterns).
+/// Iterative wildcard match with one backtrack point, over the characters of `name`
+/// without allocating (the decision runs on every call).
 fn wildcard(p: &[char], name: &str) -> bool {
-    let s: Vec<char> = name.chars().collect();
+    let next = |at: usize| name[at..].chars().next().map(|c| (c, at + c.len_utf8()));
     let (mut pi, mut si) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
-    while si < s.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == s[si]) {
+    while let Some((c, after)) = next(si) {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == c) {
             pi += 1;
-            si += 1;
+            si = after;
         } else if pi < p.len() && p[pi] == '*' {
             star = Some((pi, si));
             pi += 1;
         } else if let Some((sp, ss)) = star {
+            let Some((_, resume)) = next(ss) else { return false };
             pi = sp + 1;
-            si = ss + 1;
-            star = Some((sp, ss + 1));
+            si = resume;
+            star = Some((sp, resume));
         } else {
             return false;
         }
@@ -255,6 +257,10 @@ mod tests {
         assert!(Glob::new("t?ol").matches("tool"));
         assert!(Glob::new("*").matches(""));
         assert!(Glob::new("é*").matches("été"));
+        assert!(Glob::new("?t?").matches("été"));
+        assert!(!Glob::new("?t").matches("été"));
+        assert!(Glob::new("*a").matches("banana"));
+        assert!(!Glob::new("*x*").matches("banana"));
     }
 
     #[test]
