@@ -218,7 +218,7 @@ pub struct McpServerStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 
-    /// Ready, Approved, Injected, ToolsObserved and ToolsChanged, with reasons and messages.
+    /// Ready, Approved, Injected, ToolsObserved, ToolsChanged and VersionAllowed, with reasons and messages.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 }
@@ -364,4 +364,6 @@ pub mod condition {
     pub const TOOLS_OBSERVED: &str = "ToolsObserved";
     /// A tool changed, appeared or disappeared after approval.
     pub const TOOLS_CHANGED: &str = "ToolsChanged";
+    /// The version the server reports is in `spec.allowedVersions`.
+    pub const VERSION_ALLOWED: &str = "VersionAllowed";
 }

@@ -37,6 +37,9 @@ pub struct ServerUsage {
     /// The complete tool list of the latest `tools/list` seen (absent: none seen).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tools: Option<Vec<ToolFingerprint>>,
+    /// When that list was seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools_at: Option<Time>,
     /// When a client last called the server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_used_at: Option<Time>,

@@ -15,7 +15,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use jiff::Timestamp;
 use mcp_ledger_crds::record::attr;
-use mcp_ledger_crds::server::ServerInfo;
+use mcp_ledger_crds::server::{ServerInfo, ToolFingerprint};
 use mcp_ledger_crds::usage::{MAX_SERVERS_PER_REPORT, ServerUsage, Time, UsageReport};
 use tokio::sync::watch;
 
@@ -99,6 +99,14 @@ impl Aggregator {
                         usage.last_sanitized_at = at.clone();
                     }
                 }
+                // A complete tools/list answer carries every tool with its definition hash.
+                if let Some(tools) = find(a, attr::TOOLS)
+                    && let Ok(tools) = serde_json::from_str::<Vec<ToolFingerprint>>(tools)
+                    && later(&usage.tools_at, &at)
+                {
+                    usage.tools = Some(tools);
+                    usage.tools_at = at.clone();
+                }
                 let version = find(a, attr::SERVER_VERSION);
                 let protocol = find(a, attr::MCP_PROTOCOL_VERSION);
                 if version.is_some() || protocol.is_some() {
@@ -147,6 +155,10 @@ impl Aggregator {
                     }
                     if new.server_info.is_none() {
                         new.server_info = old.server_info;
+                    }
+                    if new.tools.is_none() {
+                        new.tools = old.tools;
+                        new.tools_at = old.tools_at;
                     }
                 }
             }

@@ -184,6 +184,13 @@ async fn apply_server(server: &McpServer, ctx: &Context) -> Result<Action> {
         let message = condition_message(&status, condition::TOOLS_CHANGED);
         ctx.event(server, true, "ToolsChanged", "CompareTools", message).await;
     }
+    let version_refused = |s: &mcp_ledger_crds::McpServerStatus| {
+        s.conditions.iter().any(|c| c.type_ == condition::VERSION_ALLOWED && c.status == "False")
+    };
+    if version_refused(&status) && !version_refused(&old) {
+        let message = condition_message(&status, condition::VERSION_ALLOWED);
+        ctx.event(server, true, "VersionNotAllowed", "CheckVersion", message).await;
+    }
     render_namespace(&ns, ctx).await?;
     Ok(Action::requeue(ctx.settings.resync))
 }

@@ -220,6 +220,32 @@ pub fn compute_status(
             );
         }
     }
+    let versions = mcp_ledger_crds::versions::VersionRules::new(&server.spec.allowed_versions);
+    let (state, reason, message) = match status.server_info.as_ref().and_then(|i| i.version.as_deref()) {
+        _ if versions.is_empty() => {
+            ("True", "AnyVersion", "spec.allowedVersions is empty: any version may run".to_owned())
+        }
+        None => (
+            "Unknown",
+            "NotYetObserved",
+            "no initialize seen yet: agents report the server version after a client connects".to_owned(),
+        ),
+        Some(v) if versions.allows(v) => ("True", "Allowed", format!("version {v} is in spec.allowedVersions")),
+        Some(v) => (
+            "False",
+            "VersionNotAllowed",
+            format!(
+                "the server reports version {v}, which spec.allowedVersions ({}) does not allow; {}",
+                server.spec.allowed_versions.join(", "),
+                if server.spec.tool_policy == mcp_ledger_crds::server::ToolPolicy::Block {
+                    "toolPolicy block refuses its calls: roll back, or add the version after review"
+                } else {
+                    "calls still go through (toolPolicy block would refuse them): roll back, or add the version after review"
+                }
+            ),
+        ),
+    };
+    set(condition::VERSION_ALLOWED, state, reason, message);
     status.tool_count = Some(i32::try_from(status.tools.len()).unwrap_or(i32::MAX));
     status.conditions = conditions;
     status

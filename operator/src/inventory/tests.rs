@@ -281,6 +281,7 @@ fn usage_reports_merge_into_status() {
             ToolFingerprint { name: "search".into(), definition_hash: "h2".into() },
             ToolFingerprint { name: "create_issue".into(), definition_hash: "h3".into() },
         ]),
+        tools_at: t("2026-11-24T09:59:30Z"),
         last_used_at: t("2026-11-24T09:59:00Z"),
         last_used_by: Some("bob".into()),
         errors: 3,
@@ -319,4 +320,34 @@ fn usage_reports_merge_into_status() {
     assert_ne!(status.errors.as_ref().unwrap().last_message.as_deref(), Some("older"));
     assert_eq!(status.tools.len(), 2, "no tool list reported: tools unchanged");
     assert_eq!(status.sanitized.as_ref().unwrap().count, 4);
+}
+
+#[test]
+fn the_reported_version_is_checked_against_allowed_versions() {
+    let mut s = server("github", json!("mcp"));
+    let now = ts("2026-11-24T10:00:05Z");
+    let status = compute_status(&s, &[], &[], now);
+    assert_eq!(cond(&status, condition::VERSION_ALLOWED).reason, "AnyVersion");
+
+    s.spec.allowed_versions = vec![">=1.4, <2".into()];
+    let status = compute_status(&s, &[], &[], now);
+    assert_eq!(cond(&status, condition::VERSION_ALLOWED).status, "Unknown");
+
+    let with_version = |v: &str| {
+        let mut s = s.clone();
+        s.status = Some(McpServerStatus {
+            server_info: Some(ServerInfo { version: Some(v.into()), ..Default::default() }),
+            ..Default::default()
+        });
+        compute_status(&s, &[], &[], now)
+    };
+    let ok = with_version("1.4.2");
+    assert_eq!(
+        (cond(&ok, condition::VERSION_ALLOWED).status.as_str(), cond(&ok, condition::VERSION_ALLOWED).reason.as_str()),
+        ("True", "Allowed")
+    );
+    let bad = with_version("2.0.0");
+    let c = cond(&bad, condition::VERSION_ALLOWED);
+    assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", "VersionNotAllowed"));
+    assert!(c.message.contains("2.0.0") && c.message.contains(">=1.4, <2"), "{}", c.message);
 }

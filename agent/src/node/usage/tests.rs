@@ -103,3 +103,35 @@ fn an_undelivered_report_is_merged_back_with_what_came_since() {
     assert_eq!(github.last_used_at.as_ref().unwrap().0.as_second() as u64, T0 + 1);
     assert_eq!(github.last_error_at.as_ref().unwrap().0.as_second() as u64, T0 + 3);
 }
+
+#[test]
+fn the_latest_complete_tool_list_is_reported() {
+    let list =
+        |hash: &str| format!(r#"[{{"name":"echo","definitionHash":"{hash}"}},{{"name":"add","definitionHash":"b"}}]"#);
+    let (newer, older) = (list("new"), list("old"));
+    let mut agg = Aggregator::default();
+    agg.observe(&request(
+        Some("tools"),
+        vec![
+            record(
+                T0 + 9,
+                &[(attr::SERVER_NAME, "github"), (attr::EVENT_TYPE, "mcp-response-success"), (attr::TOOLS, &newer)],
+            ),
+            record(
+                T0 + 1,
+                &[(attr::SERVER_NAME, "github"), (attr::EVENT_TYPE, "mcp-response-success"), (attr::TOOLS, &older)],
+            ),
+            record(
+                T0 + 10,
+                &[(attr::SERVER_NAME, "github"), (attr::EVENT_TYPE, "mcp-response-success"), (attr::TOOLS, "not json")],
+            ),
+        ],
+    ));
+    let report = agg.take("node-a").unwrap();
+    let tools = report.servers[0].tools.clone().expect("the tool list");
+    assert_eq!(tools.len(), 2);
+    assert_eq!(tools[0].definition_hash, "new", "the later list wins, garbage is ignored");
+    // Not delivered: restored, and kept when nothing newer came.
+    agg.restore(report);
+    assert_eq!(agg.take("node-a").unwrap().servers[0].tools.as_ref().unwrap()[0].definition_hash, "new");
+}
