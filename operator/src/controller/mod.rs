@@ -21,7 +21,7 @@ use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use mcp_ledger_crds::redaction::CLUSTER_DEFAULT_POLICY;
 use mcp_ledger_crds::server::{ApprovalState, condition};
-use mcp_ledger_crds::{McpRedactionPolicy, McpServer, McpServerReview};
+use mcp_ledger_crds::{McpAccessPolicy, McpRedactionPolicy, McpServer, McpServerReview};
 use serde_json::json;
 
 use crate::error::{Error, Result};
@@ -262,7 +262,8 @@ pub async fn render_namespace(ns: &str, ctx: &Context) -> Result<()> {
         .get_opt(CLUSTER_DEFAULT_POLICY)
         .await?
         .map(|p| p.spec);
-    let rendered = render::render_namespace(&servers, &policies, default.as_ref(), &ctx.settings.render);
+    let access = Api::<McpAccessPolicy>::namespaced(ctx.client.clone(), ns).list(&ListParams::default()).await?.items;
+    let rendered = render::render_namespace(&servers, &policies, default.as_ref(), &ctx.settings.render, &access);
     for (server, message) in &rendered.problems {
         if let Some(s) = servers.iter().find(|s| &s.name_any() == server) {
             ctx.event(s, true, "AgentConfigProblem", "RenderConfig", message.clone()).await;
@@ -355,6 +356,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = 
     let store = servers.store();
     let pod_store = store.clone();
     let policy_store = store.clone();
+    let access_store = store.clone();
     let operator_ns = ctx.settings.namespace.clone();
     let managed = format!("{}={}", names::MANAGED_BY_LABEL.0, names::MANAGED_BY_LABEL.1);
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
@@ -392,6 +394,9 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = 
                 }
             },
         )
+        .watches(Api::<McpAccessPolicy>::all(client.clone()), watcher::Config::default(), move |p: McpAccessPolicy| {
+            servers_in(&access_store, &p.namespace().unwrap_or_default())
+        })
         .graceful_shutdown_on(stop(shutdown_rx.clone()))
         .run(reconcile_server, error_policy::<McpServer>("mcpserver"), ctx.clone())
         .for_each(|result| async move {

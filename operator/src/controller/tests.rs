@@ -47,8 +47,8 @@ async fn expect(handle: &mut ApiHandle, method: Method, path: &str, status: u16,
     sent
 }
 
-/// The reads of rendering a namespace's agent ConfigMap: its servers, its policies, and
-/// the cluster default policy (absent).
+/// The reads of rendering a namespace's agent ConfigMap: its servers, its policies, the
+/// cluster default policy (absent) and its access policies.
 async fn expect_render_reads(handle: &mut ApiHandle, servers: Vec<Value>) {
     let base = "/apis/mcpledger.dev/v1alpha1/namespaces";
     expect(handle, Method::GET, &format!("{base}/tools/mcpservers"), 200, list("McpServerList", servers)).await;
@@ -56,6 +56,8 @@ async fn expect_render_reads(handle: &mut ApiHandle, servers: Vec<Value>) {
     expect(handle, Method::GET, &format!("{base}/tools/mcpredactionpolicies"), 200, empty).await;
     let default = format!("{base}/mcp-ledger/mcpredactionpolicies/default");
     expect(handle, Method::GET, &default, 404, not_found()).await;
+    let access = list("McpAccessPolicyList", vec![]);
+    expect(handle, Method::GET, &format!("{base}/tools/mcpaccesspolicies"), 200, access).await;
 }
 
 fn not_found() -> Value {

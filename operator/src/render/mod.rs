@@ -12,11 +12,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use kube::ResourceExt;
 use mcp_ledger_agent::redact::Redactor;
 use mcp_ledger_crds::config::{
-    AgentConfig, ExportersConfig, FileSinkConfig, OtlpConfig, OtlpProtocol, RedactionConfig, ServerConfig,
+    AgentConfig, ExportersConfig, FileSinkConfig, NamedAccessPolicy, OtlpConfig, OtlpProtocol, RedactionConfig,
+    ServerConfig,
 };
 use mcp_ledger_crds::redaction::{Action, HeaderMode, HeaderRules, McpRedactionPolicySpec, UnscannableAction};
 use mcp_ledger_crds::server::ApprovalState;
-use mcp_ledger_crds::{McpRedactionPolicy, McpServer};
+use mcp_ledger_crds::{McpAccessPolicy, McpRedactionPolicy, McpServer};
 
 use crate::names;
 
@@ -171,7 +172,17 @@ pub fn render_namespace(
     policies: &[McpRedactionPolicy],
     default_policy: Option<&McpRedactionPolicySpec>,
     settings: &RenderSettings,
+    access: &[McpAccessPolicy],
 ) -> Rendered {
+    // Every McpAccessPolicy of the namespace goes to every server's agent, which keeps
+    // those whose `servers` name it (one glob matcher, in the agent).
+    let access: Vec<NamedAccessPolicy> = access
+        .iter()
+        .map(|p| NamedAccessPolicy {
+            name: format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any()),
+            spec: p.spec.clone(),
+        })
+        .collect();
     let base = default_policy.cloned().unwrap_or_default();
     let mut out = Rendered::default();
     for server in servers.iter().filter(|s| s.metadata.deletion_timestamp.is_none()) {
@@ -227,6 +238,7 @@ pub fn render_namespace(
         }
         let mut config = agent_config(server, policy, settings);
         config.redaction.hash_key_file = hash_key_file;
+        config.access = access.clone();
         if let Err(e) = config.validate() {
             out.problems.push((name.clone(), format!("rendered agent configuration is invalid: {e}")));
             continue;

@@ -81,7 +81,8 @@ fn every_server_of_the_namespace_gets_its_key_with_its_settings() {
         Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now()));
     let policies = [policy("strict", json!({"customPatterns": [{"name": "ticket", "regex": "TCK-[0-9]{6}"}]}))];
     let default = spec(json!({"headers": {"deny": ["x-tenant"]}}));
-    let rendered = render_namespace(&[github, slack, leaving], &policies, Some(&default), &RenderSettings::default());
+    let rendered =
+        render_namespace(&[github, slack, leaving], &policies, Some(&default), &RenderSettings::default(), &[]);
     assert!(rendered.problems.is_empty(), "{:?}", rendered.problems);
     assert_eq!(rendered.data.keys().collect::<Vec<_>>(), ["github.json", "slack.json"]);
     let config =
@@ -104,12 +105,12 @@ fn an_otlp_endpoint_replaces_stdout_unless_both_are_asked_for() {
         otlp_endpoint: Some("http://mcp-ledger-node.mcp-ledger.svc:4317".into()),
         ..Default::default()
     };
-    let rendered = render_namespace(&[server("github", json!("mcp"))], &[], None, &settings);
+    let rendered = render_namespace(&[server("github", json!("mcp"))], &[], None, &settings, &[]);
     let config = AgentConfig::from_json(&rendered.data["github.json"]).unwrap();
     assert_eq!(config.exporters.otlp.as_ref().unwrap().endpoint, "http://mcp-ledger-node.mcp-ledger.svc:4317");
     assert!(config.exporters.json_lines.is_none());
     let both = RenderSettings { stdout: true, ..settings };
-    let rendered = render_namespace(&[server("github", json!("mcp"))], &[], None, &both);
+    let rendered = render_namespace(&[server("github", json!("mcp"))], &[], None, &both, &[]);
     assert!(AgentConfig::from_json(&rendered.data["github.json"]).unwrap().exporters.json_lines.is_some());
 }
 
@@ -118,7 +119,7 @@ fn a_missing_or_broken_server_policy_falls_back_to_the_default_and_says_so() {
     let mut s = server("github", json!("mcp"));
     s.spec.redaction_policy_ref = Some(mcp_ledger_crds::common::LocalObjectRef { name: "strict".into() });
     let default = spec(json!({"detectors": [{"name": "email", "enabled": true}]}));
-    let rendered = render_namespace(std::slice::from_ref(&s), &[], Some(&default), &RenderSettings::default());
+    let rendered = render_namespace(std::slice::from_ref(&s), &[], Some(&default), &RenderSettings::default(), &[]);
     assert_eq!(rendered.problems.len(), 1);
     assert!(
         rendered.problems[0]
@@ -129,7 +130,7 @@ fn a_missing_or_broken_server_policy_falls_back_to_the_default_and_says_so() {
     assert_eq!(config.redaction.policy, default, "the default still applies");
 
     let broken = [policy("strict", json!({"customPatterns": [{"name": "bad", "regex": "(unclosed"}]}))];
-    let rendered = render_namespace(&[s], &broken, Some(&default), &RenderSettings::default());
+    let rendered = render_namespace(&[s], &broken, Some(&default), &RenderSettings::default(), &[]);
     assert_eq!(rendered.problems.len(), 1);
     assert!(
         rendered.problems[0].1.contains("does not compile together with the cluster default"),
@@ -149,7 +150,7 @@ fn hashing_needs_a_key_of_the_servers_namespace_or_becomes_masking() {
         json!({"jsonPaths": [{"name": "user", "path": "$.params.arguments.user", "action": "hash"}],
                "hashKeySecretRef": {"name": "hmac", "key": "key"}}),
     )];
-    let rendered = render_namespace(std::slice::from_ref(&s), &own, None, &RenderSettings::default());
+    let rendered = render_namespace(std::slice::from_ref(&s), &own, None, &RenderSettings::default(), &[]);
     assert!(rendered.problems.is_empty(), "{:?}", rendered.problems);
     let config = AgentConfig::from_json(&rendered.data["github.json"]).unwrap();
     assert_eq!(config.redaction.hash_key_file.as_deref(), Some(crate::inject::HASH_KEY_FILE));
@@ -158,7 +159,7 @@ fn hashing_needs_a_key_of_the_servers_namespace_or_becomes_masking() {
     // The cluster default hashes, but its Secret lives in the operator's namespace.
     let default = spec(json!({"defaultAction": "hash", "hashKeySecretRef": {"name": "hmac", "key": "key"}}));
     let plain = server("slack", json!("mcp"));
-    let rendered = render_namespace(&[plain], &[], Some(&default), &RenderSettings::default());
+    let rendered = render_namespace(&[plain], &[], Some(&default), &RenderSettings::default(), &[]);
     assert_eq!(rendered.problems.len(), 1);
     assert!(rendered.problems[0].1.contains("hashed values are masked instead"), "{}", rendered.problems[0].1);
     let config = AgentConfig::from_json(&rendered.data["slack.json"]).unwrap();
@@ -166,4 +167,27 @@ fn hashing_needs_a_key_of_the_servers_namespace_or_becomes_masking() {
     assert!(config.redaction.hash_key_file.is_none());
     assert!(!uses_hash(&config.redaction.policy));
     assert!(Redactor::compile(&config.redaction.policy, None).is_ok(), "the agent can start without a key");
+}
+
+#[test]
+fn access_policies_of_the_namespace_reach_every_agent_config() {
+    let acl: McpAccessPolicy = serde_json::from_value(json!({
+        "apiVersion": "mcpledger.dev/v1alpha1", "kind": "McpAccessPolicy",
+        "metadata": {"name": "acl", "namespace": "tools"},
+        "spec": {"mode": "enforce", "servers": ["git*"], "rules": [
+            {"name": "devs", "effect": "Allow", "subjects": [{"kind": "Group", "name": "devs"}], "tools": ["search"]}
+        ]}
+    }))
+    .unwrap();
+    let rendered = render_namespace(
+        &[server("github", json!("mcp"))],
+        &[],
+        None,
+        &RenderSettings::default(),
+        std::slice::from_ref(&acl),
+    );
+    let config = AgentConfig::from_json(&rendered.data["github.json"]).unwrap();
+    assert_eq!(config.access.len(), 1);
+    assert_eq!(config.access[0].name, "tools/acl");
+    assert_eq!(config.access[0].spec, acl.spec);
 }
