@@ -551,21 +551,21 @@ impl Processor {
             }
         }
         if method.as_deref() == Some("tools/list")
-            && msg.result().is_some_and(|r| r.get("nextCursor").is_none_or(Value::is_null))
-            && let Some(tools) = self.governance.complete_list()
+            && let Some(result) = msg.result()
         {
-            // The whole list the server offered (before any filtering), for the inventory.
-            r.governance = Some(GovernanceDetail { tools, ..Default::default() });
-        }
-        if method.as_deref() == Some("tools/list")
-            && let Some(tools) = msg.result().and_then(|r| r.get("tools")).and_then(Value::as_array)
-        {
-            for tool in tools {
+            for tool in result.get("tools").and_then(Value::as_array).into_iter().flatten() {
                 if self.tool_labels.len() < MAX_TOOL_LABELS
                     && let Some(name) = tool.get("name").and_then(Value::as_str)
                 {
                     self.tool_labels.insert(name.to_owned());
                 }
+            }
+            // The last page: the whole list the server offered (before any filtering), for
+            // the inventory.
+            if result.get("nextCursor").is_none_or(Value::is_null)
+                && let Some(tools) = self.governance.complete_list()
+            {
+                r.governance = Some(GovernanceDetail { tools, ..Default::default() });
             }
         }
         r.server.version = self.server_version.clone();

@@ -16,7 +16,7 @@ use common::{free_port, python, repo_root, scratch, wait_for_port};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use mcp_ledger_agent::export::proto::{self, AnyValue, ExportLogsServiceRequest, LogRecord, ResourceLogs, ScopeLogs};
+use mcp_ledger_agent::export::proto::{self, ExportLogsServiceRequest, LogRecord, ResourceLogs, ScopeLogs};
 use prost::Message as _;
 
 struct Proc(Child);
@@ -63,10 +63,7 @@ fn node_agent(listen: u16, admin: u16, collector: u16, buffer: &std::path::Path)
 }
 
 fn request(seq: u64) -> Vec<u8> {
-    let record = LogRecord {
-        body: Some(AnyValue { value: Some(proto::any_value::Value::StringValue(format!("seq-{seq}-end"))) }),
-        ..Default::default()
-    };
+    let record = LogRecord { body: Some(proto::string(format!("seq-{seq}-end"))), ..Default::default() };
     ExportLogsServiceRequest {
         resource_logs: vec![ResourceLogs {
             scope_logs: vec![ScopeLogs { log_records: vec![record], ..Default::default() }],

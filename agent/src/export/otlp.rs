@@ -17,7 +17,7 @@ use mcp_ledger_crds::record::attr;
 use prost::Message as _;
 use serde_json::Value;
 
-use super::proto::{self, AnyValue, KeyValue, any_value};
+use super::proto::{self, AnyValue, KeyValue, any_value, string};
 use super::{ExportError, enum_text};
 
 /// The gRPC method path of OTLP logs export.
@@ -116,10 +116,6 @@ impl Otlp {
         };
         tokio::time::timeout(self.timeout, send).await.map_err(|_| ExportError::Collector("timed out".into()))?
     }
-}
-
-fn string(s: impl Into<String>) -> AnyValue {
-    AnyValue { value: Some(any_value::Value::StringValue(s.into())) }
 }
 
 fn int(i: i64) -> AnyValue {

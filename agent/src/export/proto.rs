@@ -136,3 +136,16 @@ pub struct KeyValueList {
     #[prost(message, repeated, tag = "1")]
     pub values: Vec<KeyValue>,
 }
+
+/// A string value.
+pub fn string(s: impl Into<String>) -> AnyValue {
+    AnyValue { value: Some(any_value::Value::StringValue(s.into())) }
+}
+
+/// The string value of the attribute `key`, if `attrs` has it and it is a string.
+pub fn find_str<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a str> {
+    attrs.iter().find(|kv| kv.key == key).and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+        any_value::Value::StringValue(s) => Some(s.as_str()),
+        _ => None,
+    })
+}

@@ -73,6 +73,15 @@ pub fn parse(body: &[u8]) -> Result<Vec<Message>, ParseError> {
     }
 }
 
+/// A JSON-RPC id as text: a string id as is, a number in decimal; `None` for null.
+pub fn id_text(id: &Value) -> Option<String> {
+    match id {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
 /// Classifies one parsed JSON value.
 pub fn classify(value: Value) -> Result<Message, ParseError> {
     let Value::Object(map) = &value else { return Err(ParseError::NotJsonRpc("not an object")) };
@@ -101,13 +110,9 @@ impl Message {
         self.value.get("method").and_then(Value::as_str)
     }
 
-    /// The JSON-RPC id as text: a string id as is, a number in decimal.
+    /// The JSON-RPC id as text (see [`id_text`]).
     pub fn id_text(&self) -> Option<String> {
-        match self.value.get("id")? {
-            Value::String(s) => Some(s.clone()),
-            Value::Number(n) => Some(n.to_string()),
-            _ => None,
-        }
+        id_text(self.value.get("id")?)
     }
 
     /// `params`.

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use mcp_ledger_crds::record::attr::{self, resource};
 
-use crate::export::proto::{self, AnyValue, ExportLogsServiceRequest, KeyValue};
+use crate::export::proto::{self, ExportLogsServiceRequest, KeyValue};
 
 /// What the node agent knows about one pod.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -94,22 +94,11 @@ impl Cluster {
     }
 }
 
-fn string(v: &str) -> Option<AnyValue> {
-    Some(AnyValue { value: Some(proto::any_value::Value::StringValue(v.to_owned())) })
-}
-
-fn get<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a str> {
-    attrs.iter().find(|kv| kv.key == key).and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
-        proto::any_value::Value::StringValue(s) => Some(s.as_str()),
-        _ => None,
-    })
-}
-
 fn set_if_missing(attrs: &mut Vec<KeyValue>, key: &str, value: Option<&str>) {
     if let Some(v) = value
         && !attrs.iter().any(|kv| kv.key == key)
     {
-        attrs.push(KeyValue { key: key.to_owned(), value: string(v) });
+        attrs.push(KeyValue { key: key.to_owned(), value: Some(proto::string(v)) });
     }
 }
 
@@ -135,9 +124,9 @@ pub fn enrich(request: &mut ExportLogsServiceRequest, cluster: &Cluster, labels:
         let attrs = &resource.attributes;
         let Some(pod) = cluster
             .find(
-                get(attrs, resource::K8S_POD_UID),
-                get(attrs, resource::K8S_NAMESPACE_NAME),
-                get(attrs, resource::K8S_POD_NAME),
+                proto::find_str(attrs, resource::K8S_POD_UID),
+                proto::find_str(attrs, resource::K8S_NAMESPACE_NAME),
+                proto::find_str(attrs, resource::K8S_POD_NAME),
             )
             .cloned()
         else {

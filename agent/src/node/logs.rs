@@ -28,7 +28,7 @@ use crate::redact::Redactor;
 pub const POSITIONS_FILE: &str = "tail-positions.json";
 
 fn text(v: impl Into<String>) -> Option<AnyValue> {
-    Some(AnyValue { value: Some(proto::any_value::Value::StringValue(v.into())) })
+    Some(proto::string(v))
 }
 
 fn kv(key: &str, value: Option<AnyValue>) -> KeyValue {

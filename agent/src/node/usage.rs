@@ -19,21 +19,10 @@ use mcp_ledger_crds::server::{ServerInfo, ToolFingerprint};
 use mcp_ledger_crds::usage::{MAX_SERVERS_PER_REPORT, ServerUsage, Time, UsageReport};
 use tokio::sync::watch;
 
-use crate::export::proto::{self, AnyValue, ExportLogsServiceRequest, KeyValue};
+use crate::export::proto::{ExportLogsServiceRequest, KeyValue, find_str as find};
 
 /// Longest error message kept (the status bound).
 const MAX_MESSAGE: usize = 1024;
-
-fn text(v: &Option<AnyValue>) -> Option<&str> {
-    match v.as_ref()?.value.as_ref()? {
-        proto::any_value::Value::StringValue(s) => Some(s),
-        _ => None,
-    }
-}
-
-fn find<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a str> {
-    attrs.iter().find(|kv| kv.key == key).and_then(|kv| text(&kv.value))
-}
 
 fn time(nanos: u64) -> Option<Time> {
     Timestamp::from_nanosecond(i128::from(nanos)).ok().filter(|t| *t > Timestamp::UNIX_EPOCH).map(Time)

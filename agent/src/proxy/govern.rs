@@ -300,13 +300,7 @@ impl Inspector {
 
     /// One answer; true when it was changed.
     fn on_message(&mut self, m: &mut Value) -> bool {
-        let Some(id) = m.get("id").and_then(|id| match id {
-            Value::String(s) => Some(s.clone()),
-            Value::Number(n) => Some(n.to_string()),
-            _ => None,
-        }) else {
-            return false;
-        };
+        let Some(id) = m.get("id").and_then(jsonrpc::id_text) else { return false };
         let Some(pos) = self.watched.iter().position(|(w, _)| *w == id) else { return false };
         let (_, watch) = self.watched.swap_remove(pos);
         let Some(result) = m.get_mut("result") else { return false };

@@ -1,7 +1,7 @@
 use serde_json::json;
 
 use super::*;
-use crate::export::proto::{LogRecord, Resource, ResourceLogs, ScopeLogs};
+use crate::export::proto::{LogRecord, Resource, ResourceLogs, ScopeLogs, find_str as get};
 
 fn pod() -> k8s_openapi::api::core::v1::Pod {
     serde_json::from_value(json!({
@@ -28,7 +28,7 @@ fn cluster() -> Cluster {
 }
 
 fn kv(k: &str, v: &str) -> KeyValue {
-    KeyValue { key: k.into(), value: string(v) }
+    KeyValue { key: k.into(), value: Some(proto::string(v)) }
 }
 
 fn request(resource: Vec<KeyValue>, records: Vec<Vec<KeyValue>>) -> ExportLogsServiceRequest {

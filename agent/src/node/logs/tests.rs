@@ -1,6 +1,7 @@
 use std::io::Write;
 
 use super::*;
+use crate::export::proto::find_str as get;
 use crate::node::buffer::{BufferConfig, FullPolicy};
 use crate::node::enrich::PodFacts;
 
@@ -9,13 +10,6 @@ fn temp(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("mcpl-logs-{name}-{}-{nanos}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-fn get<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a str> {
-    attrs.iter().find(|kv| kv.key == key).and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
-        proto::any_value::Value::StringValue(s) => Some(s.as_str()),
-        _ => None,
-    })
 }
 
 #[test]

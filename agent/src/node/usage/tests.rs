@@ -1,8 +1,8 @@
 use super::*;
-use crate::export::proto::{LogRecord, Resource, ResourceLogs, ScopeLogs};
+use crate::export::proto::{self, AnyValue, LogRecord, Resource, ResourceLogs, ScopeLogs};
 
 fn s(v: &str) -> Option<AnyValue> {
-    Some(AnyValue { value: Some(proto::any_value::Value::StringValue(v.to_owned())) })
+    Some(proto::string(v))
 }
 
 fn record(secs: u64, attrs: &[(&str, &str)]) -> LogRecord {
