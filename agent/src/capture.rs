@@ -263,6 +263,9 @@ pub struct Processor {
     seen_order: VecDeque<(String, String)>,
     sessions: HashSet<String>,
     exchange_requests: HashMap<u64, Vec<String>>,
+    /// Exchanges whose SSE events carried ids: a client that leaves them can resume with
+    /// `Last-Event-ID`, so its requests stay open.
+    resumable: HashSet<u64>,
     tool_labels: HashSet<String>,
     server_version: Option<String>,
     protocol_version: Option<String>,
@@ -288,6 +291,7 @@ impl Processor {
             seen_order: VecDeque::new(),
             sessions: HashSet::new(),
             exchange_requests: HashMap::new(),
+            resumable: HashSet::new(),
             tool_labels: HashSet::new(),
             server_version: None,
             protocol_version: None,
@@ -405,6 +409,7 @@ impl Processor {
         out: &mut Vec<AuditRecord>,
     ) {
         if let Some(id) = &sse_id {
+            self.resumable.insert(ex.id);
             let seen_key = (head.session_id.clone().or_else(|| ex.session_id.clone()).unwrap_or_default(), id.clone());
             if !seen_key.0.is_empty() {
                 if self.seen_events.contains(&seen_key) {
@@ -627,12 +632,17 @@ impl Processor {
     ) {
         // Requests of this exchange that got no JSON-RPC answer on it.
         let unanswered: Vec<String> = self.exchange_requests.remove(&ex.id).unwrap_or_default();
+        let resumable = self.resumable.remove(&ex.id);
         let key = self.key_for(ex);
         for id in unanswered {
             let still_pending = self.pending.get(&(key.clone(), id.clone())).is_some_and(|p| p.exchange == ex.id);
             // A complete 2xx without the answer (a 202 of the legacy transport, an SSE stream
-            // that ends early) means the answer comes on another stream.
-            if !still_pending || (outcome == EndOutcome::Complete && head.status < 300) {
+            // that ends early) means the answer comes on another stream; so does a stream with
+            // event ids the client left: it may resume with Last-Event-ID and get the answer
+            // there (a disconnection is not a cancellation). Unresumed requests expire.
+            let elsewhere = head.status < 300
+                && (outcome == EndOutcome::Complete || (outcome == EndOutcome::ClientClosed && resumable));
+            if !still_pending || elsewhere {
                 continue;
             }
             let p = self.pending.remove(&(key.clone(), id.clone())).expect("checked above");
@@ -692,6 +702,7 @@ impl Processor {
 
     fn on_upstream_unavailable(&mut self, ex: &Arc<Exchange>, reason: &'static str, out: &mut Vec<AuditRecord>) {
         let key = self.key_for(ex);
+        self.resumable.remove(&ex.id);
         for id in self.exchange_requests.remove(&ex.id).unwrap_or_default() {
             self.pending.remove(&(key.clone(), id));
         }

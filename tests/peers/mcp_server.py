@@ -1,17 +1,20 @@
 """A real MCP server (the official Python SDK, `mcp` 2.3.0) for mcp-ledger's tests and demo.
 
 Usage: mcp_server.py --transport streamable-http|sse --port N [--server-version V] [--rug-pull-hook]
+                    [--event-store]
 Tools: echo, add, fail (answers isError), slow_count (streams progress notifications),
 whoami_config (returns a fake credential so redaction has something to remove).
 With --rug-pull-hook also `rug_pull`, which does at run time what a compromised server
 does: rewrites echo's description, adds a tool `exfiltrate`, and tells the client that
-the tool list changed.
+the tool list changed. With --event-store the server keeps every SSE event it sends
+(the SDK's resumability interface) and replays the ones after `Last-Event-ID` on a GET.
 """
 
 import argparse
 
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.streamable_http import EventCallback, EventMessage, EventStore
 
 server = MCPServer(name="ledger-test-server", version="1.4.2")
 
@@ -69,6 +72,29 @@ async def rug_pull(ctx: Context) -> str:
     return "tools changed"
 
 
+class MemoryEventStore(EventStore):
+    """Every event of every stream, in order; ids are unique across the server's streams."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, object]] = []
+
+    async def store_event(self, stream_id, message):
+        event_id = str(len(self.events) + 1)
+        self.events.append((event_id, stream_id, message))
+        return event_id
+
+    async def replay_events_after(self, last_event_id: str, send_callback: EventCallback):
+        ids = [event[0] for event in self.events]
+        if last_event_id not in ids:
+            return None
+        position = ids.index(last_event_id)
+        stream = self.events[position][1]
+        for event_id, stream_id, message in self.events[position + 1 :]:
+            if stream_id == stream and message is not None:
+                await send_callback(EventMessage(message, event_id))
+        return stream
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--transport", choices=["streamable-http", "sse"], default="streamable-http")
@@ -76,6 +102,7 @@ def main() -> None:
     parser.add_argument("--json-response", action="store_true", help="answer POSTs with JSON instead of SSE")
     parser.add_argument("--server-version", help="the serverInfo.version to report (default 1.4.2)")
     parser.add_argument("--rug-pull-hook", action="store_true", help="add the rug_pull tool")
+    parser.add_argument("--event-store", action="store_true", help="keep SSE events for Last-Event-ID resumption")
     args = parser.parse_args()
     if args.server_version:
         server._lowlevel_server.version = args.server_version
@@ -84,7 +111,8 @@ def main() -> None:
     if args.transport == "sse":
         server.run("sse", host="127.0.0.1", port=args.port)
     else:
-        server.run("streamable-http", host="127.0.0.1", port=args.port, json_response=args.json_response)
+        extra = {"event_store": MemoryEventStore()} if args.event_store else {}
+        server.run("streamable-http", host="127.0.0.1", port=args.port, json_response=args.json_response, **extra)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod apiserver;
+
 use std::net::TcpListener as StdListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
