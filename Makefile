@@ -18,7 +18,7 @@ toolchain:
 PYTHON := .venv/bin/python
 
 .PHONY: peers
-peers: ## Install the real test peers: MCP Python and TypeScript SDKs, OTLP receivers, Prometheus
+peers: ## Install the real test peers: MCP Python and TypeScript SDKs, OTLP receivers, Prometheus, @grafana/schema + TypeScript
 	@scripts/install-peers.sh
 
 .PHONY: generate

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real peers the tests and the demo use, pinned (--python-only: just .venv):
-#  - tests/peers/node_modules: the official TypeScript SDK and the reference server;
+#  - tests/peers/node_modules: the official TypeScript SDK and the reference server, and
+#    @grafana/schema with the TypeScript compiler (the dashboard type check);
 #  - .venv: the official MCP Python SDK, an OTLP/HTTP receiver (oteltap), the official
 #    OpenTelemetry generated types and grpcio (tests/peers/requirements.txt);
 #  - Prometheus and promtool from Debian (apt), when they are not on the machine yet.

@@ -246,6 +246,13 @@ pub struct ServerFacts {
     pub transport: Transport,
 }
 
+/// The pending-map id of a request the server sent to the client (sampling, elicitation,
+/// roots): JSON-RPC ids are chosen by each side, so the client's request 1 and the server's
+/// request 1 are different requests.
+fn server_request_id(id: &str) -> String {
+    format!("server:{id}")
+}
+
 const MAX_PENDING: usize = 65_536;
 const PENDING_TTL: Duration = Duration::from_secs(600);
 const MAX_SEEN_EVENTS: usize = 65_536;
@@ -497,7 +504,7 @@ impl Processor {
                         let key =
                             head.session_id.as_ref().map(|s| format!("mcp:{s}")).unwrap_or_else(|| self.key_for(ex));
                         self.add_pending(
-                            (key, id),
+                            (key, server_request_id(&id)),
                             Pending {
                                 method: method.to_owned(),
                                 tool: None,
@@ -530,7 +537,12 @@ impl Processor {
         out: &mut Vec<AuditRecord>,
     ) {
         let id = msg.id_text();
-        let pending = id.as_ref().and_then(|id| self.take_pending(ex, id));
+        // Each side numbers its own requests: an answer from the client names a request
+        // of the server's, which is kept apart from the client's requests with the same id.
+        let pending = id.as_ref().and_then(|id| match direction {
+            Direction::ClientToServer => self.take_pending(ex, &server_request_id(id)),
+            _ => self.take_pending(ex, id),
+        });
         let trace = pending.as_ref().map(|p| p.trace).unwrap_or(ex.trace);
         let error = msg.error();
         let (event, level) = if error.is_some() {

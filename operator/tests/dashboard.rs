@@ -2,7 +2,10 @@
 //! operator export (checked against the metric families of both binaries' registries,
 //! including families without a sample yet), every query is valid PromQL (promtool checks
 //! the rules file as it is and the dashboard's queries as recording rules), and the
-//! dashboard and rules cover what users watch.
+//! dashboard and rules cover what users watch. No Grafana server installs here, so the
+//! dashboard JSON is type-checked against Grafana's own published `Dashboard` type
+//! (npm `@grafana/schema`, with the TypeScript compiler: unknown fields, wrong types and
+//! missing required fields are errors).
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -141,4 +144,55 @@ fn the_dashboard_and_alerts_cover_what_users_watch() {
         assert!(rule["annotations"]["summary"].is_string() && rule["annotations"]["description"].is_string());
         assert!(rule["labels"]["severity"].is_string());
     }
+}
+
+fn repo() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Runs `tsc` on `dashboard` checked with `satisfies Dashboard`; returns its report on failure.
+fn grafana_type_check(dashboard: &str, name: &str) -> Result<(), String> {
+    let peers = repo().join("tests/peers/node_modules");
+    let tsc = peers.join("typescript/bin/tsc");
+    assert!(tsc.exists(), "{} is missing: run `make peers` (make test does)", tsc.display());
+    let schema = peers.join("@grafana/schema/dist/types/index");
+    let dir = std::env::temp_dir().join(format!("mcp-ledger-dashboard-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("dashboard.ts");
+    std::fs::write(
+        &file,
+        format!(
+            "import type {{ Dashboard }} from {:?};\nexport const dashboard = ({dashboard}) satisfies Dashboard;\n",
+            schema.display().to_string()
+        ),
+    )
+    .unwrap();
+    let out = Command::new("node")
+        .arg(&tsc)
+        .args(["--noEmit", "--strict", "--skipLibCheck", "--target", "es2022", "--module", "esnext"])
+        .args(["--moduleResolution", "bundler"])
+        .arg(&file)
+        .output()
+        .expect("node runs the TypeScript compiler");
+    let _ = std::fs::remove_dir_all(&dir);
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    }
+}
+
+#[test]
+fn the_dashboard_is_a_grafana_dashboard_by_grafanas_published_types() {
+    let text = std::fs::read_to_string(files().join("mcp-ledger-dashboard.json")).unwrap();
+    if let Err(report) = grafana_type_check(&text, "shipped") {
+        panic!("the dashboard does not satisfy @grafana/schema's Dashboard type:\n{report}");
+    }
+    // The check can fail: a misspelled panel field and a wrong type are caught.
+    let mut broken = dashboard();
+    broken["panels"][0]["gridpos"] = serde_json::json!({"h": 8, "w": 12, "x": 0, "y": 0});
+    broken["panels"][1]["title"] = serde_json::json!(7);
+    let report = grafana_type_check(&broken.to_string(), "broken").expect_err("a broken dashboard fails the check");
+    assert!(report.contains("gridpos"), "{report}");
+    assert!(report.contains("not assignable to type 'string'"), "{report}");
 }

@@ -2,7 +2,10 @@
 prints one JSON document with what the client received, so a test can compare a run
 through the mcp-ledger agent with a direct run.
 
-Usage: mcp_client.py URL --mode legacy|auto [--transport streamable-http|sse]
+Usage: mcp_client.py URL --mode legacy|auto [--transport streamable-http|sse] [--scenario tools|client-requests]
+
+The `client-requests` scenario calls `ask_assistant` (server started with --client-requests)
+and answers its sampling and elicitation requests; it prints what the callbacks were asked.
 """
 
 import argparse
@@ -10,6 +13,7 @@ import asyncio
 import json
 
 from mcp import Client
+from mcp.types import CreateMessageResult, ElicitResult, TextContent
 
 
 def dump(result):
@@ -46,13 +50,39 @@ async def scenario(url: str, mode: str, transport: str) -> dict:
     return out
 
 
+async def client_requests(url: str, mode: str, transport: str) -> dict:
+    if transport == "sse":
+        from mcp.client.sse import sse_client
+
+        target = sse_client(url)
+    else:
+        target = url
+    asked = {}
+
+    async def sampling(context, params):
+        asked["sampling"] = [m.content.text for m in params.messages]
+        return CreateMessageResult(
+            role="assistant", content=TextContent(type="text", text="forty-two"), model="test-model", stopReason="endTurn"
+        )
+
+    async def elicitation(context, params):
+        asked["elicitation"] = params.message
+        return ElicitResult(action="accept", content={"send": True})
+
+    async with Client(target, mode=mode, sampling_callback=sampling, elicitation_callback=elicitation) as client:
+        result = dump(await client.call_tool("ask_assistant", {"question": "What is six times seven?"}))
+    return {"asked": asked, "result": result}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("url")
     parser.add_argument("--mode", default="legacy")
     parser.add_argument("--transport", default="streamable-http", choices=["streamable-http", "sse"])
+    parser.add_argument("--scenario", default="tools", choices=["tools", "client-requests"])
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(scenario(args.url, args.mode, args.transport)), sort_keys=True))
+    run = client_requests if args.scenario == "client-requests" else scenario
+    print(json.dumps(asyncio.run(run(args.url, args.mode, args.transport)), sort_keys=True))
 
 
 if __name__ == "__main__":

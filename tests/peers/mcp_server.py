@@ -1,19 +1,23 @@
 """A real MCP server (the official Python SDK, `mcp` 2.3.0) for mcp-ledger's tests and demo.
 
 Usage: mcp_server.py --transport streamable-http|sse --port N [--server-version V] [--rug-pull-hook]
-                    [--event-store]
+                    [--event-store] [--client-requests]
 Tools: echo, add, fail (answers isError), slow_count (streams progress notifications),
 whoami_config (returns a fake credential so redaction has something to remove).
 With --rug-pull-hook also `rug_pull`, which does at run time what a compromised server
 does: rewrites echo's description, adds a tool `exfiltrate`, and tells the client that
 the tool list changed. With --event-store the server keeps every SSE event it sends
 (the SDK's resumability interface) and replays the ones after `Last-Event-ID` on a GET.
+With --client-requests also `ask_assistant`, which asks the client's model (sampling) and
+then the user (elicitation) before it answers: server-to-client requests on the call's stream.
 """
 
 import argparse
 
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.types import SamplingMessage, TextContent
+from pydantic import BaseModel
 from mcp.server.streamable_http import EventCallback, EventMessage, EventStore
 
 server = MCPServer(name="ledger-test-server", version="1.4.2")
@@ -72,6 +76,23 @@ async def rug_pull(ctx: Context) -> str:
     return "tools changed"
 
 
+class Confirmation(BaseModel):
+    send: bool
+
+
+async def ask_assistant(question: str, ctx: Context) -> str:
+    """Ask the client's model, then have the user confirm the answer."""
+    sampled = await ctx.request_context.session.create_message(
+        [SamplingMessage(role="user", content=TextContent(type="text", text=question))],
+        max_tokens=64,
+        related_request_id=ctx.request_id,
+    )
+    answer = sampled.content.text
+    confirmed = await ctx.elicit(f"Send the answer {answer!r}?", Confirmation)
+    sent = confirmed.action == "accept" and confirmed.data is not None and confirmed.data.send
+    return f"{answer} (sent: {sent})"
+
+
 class MemoryEventStore(EventStore):
     """Every event of every stream, in order; ids are unique across the server's streams."""
 
@@ -103,7 +124,10 @@ def main() -> None:
     parser.add_argument("--server-version", help="the serverInfo.version to report (default 1.4.2)")
     parser.add_argument("--rug-pull-hook", action="store_true", help="add the rug_pull tool")
     parser.add_argument("--event-store", action="store_true", help="keep SSE events for Last-Event-ID resumption")
+    parser.add_argument("--client-requests", action="store_true", help="add ask_assistant (sampling, elicitation)")
     args = parser.parse_args()
+    if args.client_requests:
+        server.add_tool(ask_assistant)
     if args.server_version:
         server._lowlevel_server.version = args.server_version
     if args.rug_pull_hook:

@@ -34,6 +34,10 @@ use crate::metrics::Metrics;
 /// Largest export request accepted from a sidecar.
 pub const MAX_REQUEST: usize = 8 * 1024 * 1024;
 
+/// Most buffered requests, and bytes, read into memory for one relay round.
+const RELAY_BATCH: usize = 64;
+const RELAY_BATCH_BYTES: usize = 4 * 1024 * 1024;
+
 /// How the node agent runs.
 #[derive(Clone, Debug)]
 pub struct NodeOptions {
@@ -252,7 +256,9 @@ pub async fn relay(
 ) {
     let mut backoff = Duration::from_millis(200);
     loop {
-        let batch = tokio::task::block_in_place(|| buffer.lock().expect("buffer lock").read(64));
+        let batch = tokio::task::block_in_place(|| {
+            buffer.lock().expect("buffer lock").read_up_to(RELAY_BATCH, RELAY_BATCH_BYTES)
+        });
         let batch = match batch {
             Ok(b) => b,
             Err(e) => {
@@ -261,6 +267,7 @@ pub async fn relay(
             }
         };
         let mut failed = false;
+        let idle = batch.is_empty();
         for (seq, payload) in batch {
             match collector.send_encoded(payload).await {
                 Ok(()) => {
@@ -288,8 +295,15 @@ pub async fn relay(
             let w = backoff;
             backoff = (backoff * 2).min(Duration::from_secs(10));
             w
-        } else {
+        } else if idle {
             Duration::from_millis(50)
+        } else {
+            // More may be waiting: go on at once (yielding to the receiver).
+            if *shutdown.borrow() {
+                return;
+            }
+            tokio::task::yield_now().await;
+            continue;
         };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}

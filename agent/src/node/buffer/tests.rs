@@ -166,3 +166,18 @@ fn a_full_buffer_blocks_until_acknowledged_or_drops_the_oldest() {
     assert_eq!(payloads(&b.read(100).unwrap()), (4..12).collect::<Vec<_>>());
     assert!(matches!(b.append(&[&vec![0u8; MAX_ENTRY + 1]]), Err(AppendError::TooLarge(_))));
 }
+
+#[test]
+fn a_read_stops_at_its_byte_budget_but_always_returns_an_entry() {
+    let d = dir("budget");
+    let (mut b, _) = DiskBuffer::open(config(&d, 1 << 20, 512, FullPolicy::Block)).unwrap();
+    append_n(&mut b, 0, 10);
+    let size = rec(0).len();
+    // Stops once the entries read reach the budget: 2.5 entries' worth gives three.
+    assert_eq!(payloads(&b.read_up_to(100, size * 5 / 2).unwrap()), [0, 1, 2]);
+    // A budget smaller than one entry still makes progress.
+    assert_eq!(payloads(&b.read_up_to(100, 1).unwrap()), [3]);
+    // The count limit still applies.
+    assert_eq!(payloads(&b.read_up_to(2, usize::MAX).unwrap()), [4, 5]);
+    assert_eq!(payloads(&b.read_up_to(100, usize::MAX).unwrap()), [6, 7, 8, 9]);
+}
