@@ -23,6 +23,7 @@ use serde_json::json;
 
 use crate::inventory::RemovalRecord;
 
+pub mod cached;
 pub mod kube_backend;
 
 /// Largest usage report accepted.

@@ -75,6 +75,12 @@ struct Args {
     #[arg(long = "usage-user")]
     usage_users: Vec<String>,
 
+    /// Seconds the inventory API keeps the cluster's answer that a token is valid and that
+    /// its user may list McpServers (TokenReview, SubjectAccessReview); refusals are kept
+    /// for at most 10 s, errors never. 0 asks the cluster on every request.
+    #[arg(long, default_value_t = 60)]
+    api_auth_cache_seconds: u64,
+
     /// Plain-HTTP address of /metrics, /healthz and /readyz.
     #[arg(long, default_value = "0.0.0.0:8080")]
     admin_listen: SocketAddr,
@@ -235,14 +241,16 @@ async fn run(args: Args) -> Result<()> {
     } else {
         args.usage_users.clone()
     };
-    let inventory = Arc::new(InventoryApi {
-        backend: Arc::new(KubeBackend {
-            client: client.clone(),
-            caches: caches.clone(),
-            namespace: args.namespace.clone(),
-        }),
-        usage_users,
-    });
+    let kube_backend =
+        KubeBackend { client: client.clone(), caches: caches.clone(), namespace: args.namespace.clone() };
+    let backend: Arc<dyn api::Backend> = if args.api_auth_cache_seconds == 0 {
+        Arc::new(kube_backend)
+    } else {
+        let allowed = Duration::from_secs(args.api_auth_cache_seconds);
+        let ttl = api::cached::Ttl { allowed, denied: allowed.min(Duration::from_secs(10)), ..Default::default() };
+        Arc::new(api::cached::Cached::new(kube_backend, ttl))
+    };
+    let inventory = Arc::new(InventoryApi { backend, usage_users });
     let api_task = tokio::spawn(webhook::serve(api_listener, tls, api::handler(inventory), stop.clone()));
     tokio::spawn(caches.clone().count_servers(metrics.clone(), Duration::from_secs(15)));
     ready.store(true, Ordering::Relaxed);
