@@ -16,9 +16,11 @@
 
 #[path = "../tests/common/apiserver.rs"]
 mod apiserver;
+#[path = "support.rs"]
+mod support;
 
 use std::convert::Infallible;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -32,6 +34,7 @@ use mcp_ledger_agent::export::otlp::encode_request;
 use mcp_ledger_agent::export::proto::{self, ExportLogsServiceRequest, KeyValue};
 use mcp_ledger_crds::AuditRecord;
 use prost::Message as _;
+use support::{Proc, free_port, proc_status_kib, wait_port};
 
 /// Records per request, as the sidecar batches them (pipeline.batchSize default).
 const BATCH: usize = 512;
@@ -59,36 +62,6 @@ fn main() {
 
 fn taskset() -> bool {
     Command::new("taskset").arg("-V").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
-}
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn wait_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {port}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn proc_status_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
 }
 
 /// CPU seconds (user + system) the process has used.

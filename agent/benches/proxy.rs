@@ -6,7 +6,7 @@
 //! generator (this process: keep-alive HTTP/1.1 connections, closed loop for saturation,
 //! open loop at a fixed rate for latency). Optionally the real Python SDK server.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -15,6 +15,10 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
+use support::{Proc, free_port, proc_status_kib, wait_port};
+
+#[path = "support.rs"]
+mod support;
 
 const ANSWER: &str =
     r#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"hello"}],"isError":false}}"#;
@@ -50,26 +54,6 @@ fn upstream(port: u16) {
             });
         }
     });
-}
-
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn wait_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing on port {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn root() -> std::path::PathBuf {
@@ -210,12 +194,7 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
 }
 
 fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
+    proc_status_kib(pid, "VmRSS:")
 }
 
 async fn run() {

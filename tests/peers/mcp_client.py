@@ -20,13 +20,17 @@ def dump(result):
     return json.loads(result.model_dump_json(exclude_none=True, by_alias=True))
 
 
-async def scenario(url: str, mode: str, transport: str) -> dict:
+def connect_to(url: str, transport: str):
+    """What `Client` takes: the URL (Streamable HTTP) or an HTTP+SSE transport."""
     if transport == "sse":
         from mcp.client.sse import sse_client
 
-        target = sse_client(url)
-    else:
-        target = url
+        return sse_client(url)
+    return url
+
+
+async def scenario(url: str, mode: str, transport: str) -> dict:
+    target = connect_to(url, transport)
     out = {}
     progress = []
 
@@ -51,12 +55,7 @@ async def scenario(url: str, mode: str, transport: str) -> dict:
 
 
 async def client_requests(url: str, mode: str, transport: str) -> dict:
-    if transport == "sse":
-        from mcp.client.sse import sse_client
-
-        target = sse_client(url)
-    else:
-        target = url
+    target = connect_to(url, transport)
     asked = {}
 
     async def sampling(context, params):

@@ -175,21 +175,27 @@ impl ApiServer {
     }
 
     /// Adds or replaces a pod (by namespace and name); open watches see ADDED or MODIFIED.
-    pub fn apply_pod(&self, mut pod: Value) {
+    pub fn apply_pod(&self, pod: Value) {
+        self.apply(Kind::Pods, pod);
+    }
+
+    /// Adds or replaces an object of `kind` (by namespace and name) and tells the watches.
+    fn apply(&self, kind: Kind, mut object: Value) {
         let mut state = self.state.lock().unwrap();
-        state.bump(&mut pod);
-        let key = |p: &Value| (p["metadata"]["namespace"].clone(), p["metadata"]["name"].clone());
-        let event = match state.pods.iter().position(|p| key(p) == key(&pod)) {
+        state.bump(&mut object);
+        let key = |o: &Value| (o["metadata"]["namespace"].clone(), o["metadata"]["name"].clone());
+        let objects = if kind == Kind::Pods { &mut state.pods } else { &mut state.namespaces };
+        let event = match objects.iter().position(|o| key(o) == key(&object)) {
             Some(i) => {
-                state.pods[i] = pod.clone();
+                objects[i] = object.clone();
                 "MODIFIED"
             }
             None => {
-                state.pods.push(pod.clone());
+                objects.push(object.clone());
                 "ADDED"
             }
         };
-        state.send(Kind::Pods, event, &pod);
+        state.send(kind, event, &object);
     }
 
     /// Removes a pod; open watches see DELETED.
@@ -208,20 +214,8 @@ impl ApiServer {
     /// Adds or relabels a namespace; open watches see ADDED or MODIFIED.
     pub fn apply_namespace(&self, name: &str, labels: &[(&str, &str)]) {
         let labels: serde_json::Map<String, Value> = labels.iter().map(|(k, v)| ((*k).to_owned(), json!(v))).collect();
-        let mut ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "uid": format!("ns-{name}"), "labels": labels}});
-        let mut state = self.state.lock().unwrap();
-        state.bump(&mut ns);
-        let event = match state.namespaces.iter().position(|n| n["metadata"]["name"] == name) {
-            Some(i) => {
-                state.namespaces[i] = ns.clone();
-                "MODIFIED"
-            }
-            None => {
-                state.namespaces.push(ns.clone());
-                "ADDED"
-            }
-        };
-        state.send(Kind::Namespaces, event, &ns);
+        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "uid": format!("ns-{name}"), "labels": labels}});
+        self.apply(Kind::Namespaces, ns);
     }
 
     /// Every request so far, as `METHOD path?query`.
