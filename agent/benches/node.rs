@@ -34,7 +34,7 @@ use mcp_ledger_agent::export::otlp::encode_request;
 use mcp_ledger_agent::export::proto::{self, ExportLogsServiceRequest, KeyValue};
 use mcp_ledger_crds::AuditRecord;
 use prost::Message as _;
-use support::{Proc, free_port, proc_status_kib, wait_port};
+use support::{Proc, cpu_seconds, free_port, proc_status_kib, wait_port};
 
 /// Records per request, as the sidecar batches them (pipeline.batchSize default).
 const BATCH: usize = 512;
@@ -62,17 +62,6 @@ fn main() {
 
 fn taskset() -> bool {
     Command::new("taskset").arg("-V").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
-}
-
-/// CPU seconds (user + system) the process has used.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which is in parentheses and may hold spaces).
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
-    // utime and stime are fields 14 and 15 of stat: 12 and 13 after the command.
-    (ticks(11) + ticks(12)) / 100.0
 }
 
 /// What the collector counted.

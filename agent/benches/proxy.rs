@@ -15,7 +15,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
-use support::{Proc, free_port, proc_status_kib, wait_port};
+use support::{Proc, cpu_seconds, free_port, proc_status_kib, thread_cpu_seconds, wait_port};
 
 #[path = "support.rs"]
 mod support;
@@ -221,15 +221,27 @@ async fn run() {
     saturate(agent_port, "/mcp", 8, 0.5).await;
     let mut direct = Vec::new();
     let mut via = Vec::new();
+    let (mut cpu, mut pipeline_cpu) = (0.0, 0.0);
     for _ in 0..2 {
         direct.push(saturate(up_port, "/mcp", 32, secs).await);
+        let (before, pipeline_before) = (cpu_seconds(pid), thread_cpu_seconds(pid, "mcp-ledger-pipe"));
         via.push(saturate(agent_port, "/mcp", 32, secs).await);
+        drained(agent_admin).await;
+        cpu += cpu_seconds(pid) - before;
+        pipeline_cpu += thread_cpu_seconds(pid, "mcp-ledger-pipe") - pipeline_before;
     }
+    let requests: f64 = via.iter().map(|rate| rate * secs).sum();
     let best = |v: &[f64]| v.iter().cloned().fold(0.0, f64::max);
     let (d, a) = (best(&direct), best(&via));
     println!("  direct        {d:>10.0} req/s");
     println!("  via agent     {a:>10.0} req/s");
     println!("  ratio         {:>10.1} %   (target >= 70 %)", a / d * 100.0);
+    println!(
+        "  agent CPU per request {:.1} µs: proxy {:.1} µs, record pipeline (capture, redaction, JSON lines) {:.1} µs",
+        cpu / requests * 1e6,
+        (cpu - pipeline_cpu) / requests * 1e6,
+        pipeline_cpu / requests * 1e6
+    );
     let rss_load = rss_kib(pid);
     let after = drained(agent_admin).await;
     println!(

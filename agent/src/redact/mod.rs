@@ -78,7 +78,15 @@ pub struct Redactor {
     engine: detectors::Engine,
     json_paths: Vec<(String, jsonpath::Path, Action)>,
     hash_key: Option<Vec<u8>>,
+    /// Header values the detectors found nothing in (`content-type`, `user-agent`, …):
+    /// most repeat on every exchange, so they are scanned once per policy.
+    clean_header_values: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Header names and whether they are sensitive.
+    header_names: std::sync::Mutex<std::collections::HashMap<String, bool>>,
 }
+
+/// Most clean header values remembered; the set starts over when full.
+const CLEAN_HEADER_VALUES: usize = 1024;
 
 impl std::fmt::Debug for Redactor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -183,6 +191,8 @@ impl Redactor {
             engine: detectors::Engine::new(compiled),
             json_paths,
             hash_key,
+            clean_header_values: Default::default(),
+            header_names: Default::default(),
         })
     }
 
@@ -213,17 +223,7 @@ impl Redactor {
         let mut out = BTreeMap::new();
         for (name, value) in headers {
             let name = name.to_ascii_lowercase();
-            let sensitive = match self.header_mode {
-                HeaderMode::DenyList => {
-                    BUILTIN_DENY.contains(&name.as_str())
-                        || SENSITIVE_NAME_PARTS.iter().any(|p| name.contains(p)) && name != "mcp-session-id"
-                        // 2026-07-28 `Mcp-Param-*` headers repeat tool arguments; the body
-                        // carries them through the JSON rules, the copies are not kept.
-                        || name.starts_with("mcp-param-")
-                        || self.deny.contains(&name)
-                }
-                HeaderMode::AllowList => !self.allow.contains(&name),
-            };
+            let sensitive = self.sensitive_header(&name);
             let text = if sensitive {
                 *summary.entry("header".to_owned()).or_default() += 1;
                 match (self.header_action, std::str::from_utf8(value)) {
@@ -232,7 +232,7 @@ impl Redactor {
                 }
             } else {
                 match std::str::from_utf8(value) {
-                    Ok(v) => self.string(v, summary).unwrap_or_else(|| v.to_owned()),
+                    Ok(v) => self.header_value(&name, v, summary),
                     Err(_) => "[REDACTED:non-utf8]".to_owned(),
                 }
             };
@@ -381,6 +381,54 @@ impl Redactor {
         }
     }
 
+    /// Whether a header (lower-case name) is redacted whole by its name. Names repeat on
+    /// every exchange, so the answers are kept.
+    fn sensitive_header(&self, name: &str) -> bool {
+        if let Some(known) = self.header_names.lock().expect("header cache lock").get(name) {
+            return *known;
+        }
+        let sensitive = match self.header_mode {
+            HeaderMode::DenyList => {
+                BUILTIN_DENY.contains(&name)
+                    || SENSITIVE_NAME_PARTS.iter().any(|p| name.contains(p)) && name != "mcp-session-id"
+                    // 2026-07-28 `Mcp-Param-*` headers repeat tool arguments; the body
+                    // carries them through the JSON rules, the copies are not kept.
+                    || name.starts_with("mcp-param-")
+                    || self.deny.iter().any(|d| d == name)
+            }
+            HeaderMode::AllowList => !self.allow.iter().any(|a| a == name),
+        };
+        let mut names = self.header_names.lock().expect("header cache lock");
+        if names.len() >= CLEAN_HEADER_VALUES {
+            names.clear();
+        }
+        names.insert(name.to_owned(), sensitive);
+        sensitive
+    }
+
+    /// A header value that is not sensitive by name, after the detectors.
+    fn header_value(&self, name: &str, value: &str, summary: &mut BTreeMap<String, u32>) -> String {
+        // A well-formed W3C trace context is hex ids and flags: nothing to find, and new
+        // on every request.
+        if name == "traceparent" && value.len() == 55 && crate::mcp::trace::TraceContext::parse(value).is_some() {
+            return value.to_owned();
+        }
+        if self.clean_header_values.lock().expect("header cache lock").contains(value) {
+            return value.to_owned();
+        }
+        match self.string(value, summary) {
+            Some(redacted) => redacted,
+            None => {
+                let mut clean = self.clean_header_values.lock().expect("header cache lock");
+                if clean.len() >= CLEAN_HEADER_VALUES {
+                    clean.clear();
+                }
+                clean.insert(value.to_owned());
+                value.to_owned()
+            }
+        }
+    }
+
     fn scan(&self, s: &str, summary: &mut BTreeMap<String, u32>) -> Scan {
         let mut hits = Vec::new();
         self.engine.scan(s, &mut hits);
@@ -440,13 +488,31 @@ enum Scan {
     DropPayload(String),
 }
 
+/// Whether an object key names a secret (`api_key`, `clientSecret`, `X-Auth-Token`, …):
+/// compared lower-cased without `_` and `-`. Called for every key of every message, so
+/// ASCII keys are folded on the stack.
 fn is_secret_key(key: &str) -> bool {
-    let folded: String = key.chars().filter(|c| *c != '_' && *c != '-').flat_map(char::to_lowercase).collect();
     const NOT_SECRET_TOKENS: &[&str] =
         &["progresstoken", "pagetoken", "nextpagetoken", "nexttoken", "continuationtoken", "synctoken"];
-    SECRET_KEYS.contains(&folded.as_str())
-        || SECRET_KEY_ENDINGS.iter().any(|k| folded.ends_with(k))
-        || (folded.ends_with("token") && !NOT_SECRET_TOKENS.contains(&folded.as_str()))
+    let check = |folded: &str| {
+        SECRET_KEYS.contains(&folded)
+            || SECRET_KEY_ENDINGS.iter().any(|k| folded.ends_with(k))
+            || (folded.ends_with("token") && !NOT_SECRET_TOKENS.contains(&folded))
+    };
+    let mut buf = [0u8; 64];
+    let mut len = 0;
+    for b in key.bytes() {
+        if b == b'_' || b == b'-' {
+            continue;
+        }
+        if !b.is_ascii() || len == buf.len() {
+            let folded: String = key.chars().filter(|c| *c != '_' && *c != '-').flat_map(char::to_lowercase).collect();
+            return check(&folded);
+        }
+        buf[len] = b.to_ascii_lowercase();
+        len += 1;
+    }
+    check(std::str::from_utf8(&buf[..len]).expect("ASCII"))
 }
 
 #[cfg(test)]
@@ -456,6 +522,33 @@ mod tests {
 
     fn redactor() -> Redactor {
         Redactor::new(&McpRedactionPolicySpec::default())
+    }
+
+    #[test]
+    fn header_values_are_scanned_once_when_clean_and_every_time_when_not() {
+        let r = redactor();
+        let key = ["AKIA", "IOSFODNN7", "EXAMPLE"].concat();
+        let secret = format!("id={key}");
+        let trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let trace_with_more = format!("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-{key}");
+        for round in 0..3 {
+            let mut summary = BTreeMap::new();
+            let headers: Vec<(&str, &[u8])> = vec![
+                ("User-Agent", b"python-httpx/0.28.1"),
+                ("X-Note", secret.as_bytes()),
+                ("traceparent", trace.as_bytes()),
+                ("tracestate", trace_with_more.as_bytes()),
+            ];
+            let out = r.headers(headers.into_iter(), &mut summary);
+            assert_eq!(out["user-agent"], "python-httpx/0.28.1", "round {round}");
+            assert_eq!(out["x-note"], "id=[REDACTED:aws-access-key-id]", "round {round}");
+            assert_eq!(out["traceparent"], trace);
+            assert!(!out["tracestate"].contains(&key), "round {round}: {}", out["tracestate"]);
+            assert_eq!(summary.get("aws-access-key-id"), Some(&2), "round {round}: {summary:?}");
+        }
+        let clean = r.clean_header_values.lock().unwrap();
+        assert!(clean.contains("python-httpx/0.28.1"));
+        assert!(!clean.iter().any(|v| v.contains(&key)), "values with findings are never remembered as clean");
     }
 
     #[test]
@@ -505,6 +598,12 @@ mod tests {
         {
             assert!(is_secret_key(key), "{key}");
         }
+        // Past the stack buffer and outside ASCII the same rules hold.
+        let long = format!("{}_access_token", "x".repeat(80));
+        assert!(is_secret_key(&long));
+        assert!(!is_secret_key(&"x".repeat(80)));
+        assert!(is_secret_key("Zugangs-Passwort-Ä_password"));
+        assert!(!is_secret_key("Überschrift"));
     }
 
     #[test]
