@@ -289,13 +289,18 @@ fn status_class(s: StatusCode) -> &'static str {
 }
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Headers the Connection header names are hop-by-hop too (rare: allocate only then).
     let named: Vec<String> = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
+        .filter(|s| !s.is_empty())
         .collect();
-    for name in HOP_BY_HOP.iter().copied().map(str::to_owned).chain(named) {
+    for name in HOP_BY_HOP {
+        headers.remove(*name);
+    }
+    for name in named {
         headers.remove(name.as_str());
     }
 }
