@@ -3,7 +3,7 @@
 //! and only their regular expressions run; a validity check (Luhn, mod-97, SSN rules,
 //! entropy) confirms a match where the pattern alone would be too loose.
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use regex::Regex;
 
 use super::checks;
@@ -357,13 +357,21 @@ impl Engine {
             }
         }
         let prefilter = (!keywords.is_empty()).then(|| {
+            // A DFA: the overlapping search runs over every string of every message, and a
+            // DFA does it in about half the time of the default NFA for a few hundred KiB.
             AhoCorasickBuilder::new()
                 .ascii_case_insensitive(true)
+                .kind(Some(AhoCorasickKind::DFA))
                 .match_kind(MatchKind::Standard)
                 .build(&keywords)
                 .expect("keywords compile")
         });
         Self { detectors: compiled, prefilter, keyword_owner, always, shortest }
+    }
+
+    /// Heap bytes of the keyword automaton.
+    pub fn prefilter_bytes(&self) -> usize {
+        self.prefilter.as_ref().map_or(0, AhoCorasick::memory_usage)
     }
 
     /// The detectors.

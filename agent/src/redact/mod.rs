@@ -589,6 +589,13 @@ mod tests {
     }
 
     #[test]
+    fn the_keyword_automaton_stays_small() {
+        // Every sidecar holds one (a DFA, for speed): it must not dominate the agent's memory.
+        let bytes = redactor().engine.prefilter_bytes();
+        assert!(bytes > 0 && bytes < 1024 * 1024, "keyword automaton takes {bytes} bytes");
+    }
+
+    #[test]
     fn protocol_keys_are_not_secrets() {
         for key in ["progressToken", "nextCursor", "tokens", "keyword", "sessionId"] {
             assert!(!is_secret_key(key), "{key}");
