@@ -69,6 +69,7 @@ pub async fn run(options: relay::NodeOptions, admin: SocketAddr, shutdown: watch
                 usage: usage.clone(),
                 enrichment: enrichment.clone(),
                 metrics: metrics.clone(),
+                permits: Arc::new(tokio::sync::Semaphore::new(relay::CONCURRENT_REQUESTS)),
             },
             shutdown.clone(),
         )),

@@ -34,6 +34,11 @@ use crate::metrics::Metrics;
 /// Largest export request accepted from a sidecar.
 pub const MAX_REQUEST: usize = 8 * 1024 * 1024;
 
+/// Most requests read and stored at once, whatever the number of sidecars: with
+/// [`MAX_REQUEST`] this bounds the memory the receiver holds (the others wait, which TCP
+/// turns into back-pressure on the senders).
+pub const CONCURRENT_REQUESTS: usize = 8;
+
 /// Most buffered requests, and bytes, read into memory for one relay round.
 const RELAY_BATCH: usize = 64;
 const RELAY_BATCH_BYTES: usize = 4 * 1024 * 1024;
@@ -151,10 +156,15 @@ pub struct Receiver {
     pub enrichment: Option<Enrichment>,
     /// Metrics.
     pub metrics: Metrics,
+    /// Permits to read and store a request ([`CONCURRENT_REQUESTS`]).
+    pub permits: Arc<tokio::sync::Semaphore>,
 }
 
 async fn receive(req: Request<Incoming>, rx: Receiver) -> Response<Body> {
-    let Receiver { buffer, usage, enrichment, metrics } = rx;
+    let Receiver { buffer, usage, enrichment, metrics, permits } = rx;
+    let Ok(_permit) = permits.acquire().await else {
+        return http_answer(StatusCode::SERVICE_UNAVAILABLE, "the node agent is stopping\n", "text/plain");
+    };
     let grpc = req.uri().path() == GRPC_PATH;
     let protocol = if grpc { "grpc" } else { "http" };
     if req.method() != Method::POST || !(grpc || req.uri().path() == "/v1/logs") {
