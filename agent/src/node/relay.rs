@@ -301,19 +301,20 @@ pub async fn relay(
             metrics.buffer_bytes.set(i64::try_from(b.bytes()).unwrap_or(i64::MAX));
             metrics.buffer_pending.set(i64::try_from(b.pending()).unwrap_or(i64::MAX));
         }
-        let wait = if failed {
-            let w = backoff;
-            backoff = (backoff * 2).min(Duration::from_secs(10));
-            w
-        } else if idle {
-            Duration::from_millis(50)
-        } else {
+        if !failed && !idle {
             // More may be waiting: go on at once (yielding to the receiver).
             if *shutdown.borrow() {
                 return;
             }
             tokio::task::yield_now().await;
             continue;
+        }
+        let wait = if failed {
+            let w = backoff;
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+            w
+        } else {
+            Duration::from_millis(50)
         };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
