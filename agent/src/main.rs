@@ -48,16 +48,19 @@ struct Args {
     #[arg(long, value_enum)]
     transport: Option<TransportArg>,
 
-    /// [local] Write records as JSON lines to FILE (`-` for stdout).
+    /// [local, node] Write records as JSON lines to FILE (`-` for stdout). In node mode each
+    /// relayed OTLP log record becomes one flat JSON object (timestamps, severity, traceId,
+    /// resource, attributes, body), after enrichment.
     #[arg(long, value_name = "FILE")]
     jsonl: Option<String>,
 
-    /// [local] Write records as CSV rows to FILE.
+    /// [local, node] Write records as CSV rows to FILE (metadata columns, never the body).
     #[arg(long, value_name = "FILE")]
     csv: Option<String>,
 
     /// [local, node] Export records as OTLP logs to this collector endpoint
-    /// (gRPC: http://host:4317; HTTP: http://host:4318). Required in node mode.
+    /// (gRPC: http://host:4317; HTTP: http://host:4318). Node mode needs this, --jsonl or
+    /// --csv (any of them; a record is acknowledged in the buffer once all took it).
     #[arg(long, value_name = "URL")]
     otlp_endpoint: Option<String>,
 
@@ -218,8 +221,10 @@ fn load(args: &Args) -> Result<AgentConfig> {
 
 fn run_node(args: &Args) -> Result<()> {
     use mcp_ledger_agent::node::buffer::{BufferConfig, FullPolicy};
-    let endpoint =
-        args.otlp_endpoint.clone().context("--otlp-endpoint is required in node mode: the collector to relay to")?;
+    anyhow::ensure!(
+        args.otlp_endpoint.is_some() || args.jsonl.is_some() || args.csv.is_some(),
+        "node mode needs somewhere to relay records: --otlp-endpoint URL (a collector), --jsonl FILE or --csv FILE"
+    );
     let options = mcp_ledger_agent::node::relay::NodeOptions {
         listen: args.otlp_listen,
         buffer: BufferConfig {
@@ -231,14 +236,16 @@ fn run_node(args: &Args) -> Result<()> {
                 BufferFullArg::DropOldest => FullPolicy::DropOldest,
             },
         },
-        collector: OtlpConfig {
+        collector: args.otlp_endpoint.clone().map(|endpoint| OtlpConfig {
             endpoint,
             protocol: match args.otlp_protocol {
                 OtlpArg::Grpc => OtlpProtocol::Grpc,
                 OtlpArg::HttpProtobuf => OtlpProtocol::HttpProtobuf,
             },
             timeout_ms: 5_000,
-        },
+        }),
+        jsonl: args.jsonl.clone(),
+        csv: args.csv.clone(),
         sync_every: Duration::from_millis(args.buffer_sync_ms.max(10)),
         operator: args.operator_url.clone().map(|url| mcp_ledger_agent::node::usage::OperatorTarget {
             url,

@@ -149,3 +149,45 @@ pub fn find_str<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a str> {
         _ => None,
     })
 }
+
+/// Fields of length-delimited type met while walking an encoded message: calls `f` with
+/// the field number and the bytes of each, skips the others. `None` when malformed.
+fn each_field(mut buf: &[u8], mut f: impl FnMut(u32, &[u8])) -> Option<()> {
+    use prost::encoding::{WireType, decode_key, decode_varint};
+    while !buf.is_empty() {
+        let (tag, wire) = decode_key(&mut buf).ok()?;
+        match wire {
+            WireType::Varint => {
+                decode_varint(&mut buf).ok()?;
+            }
+            WireType::SixtyFourBit => buf = buf.get(8..)?,
+            WireType::ThirtyTwoBit => buf = buf.get(4..)?,
+            WireType::LengthDelimited => {
+                let len = usize::try_from(decode_varint(&mut buf).ok()?).ok()?;
+                f(tag, buf.get(..len)?);
+                buf = &buf[len..];
+            }
+            WireType::StartGroup | WireType::EndGroup => return None,
+        }
+    }
+    Some(())
+}
+
+/// The number of log records in an encoded `ExportLogsServiceRequest`, without decoding
+/// it (the node agent counts what it relays); `None` when malformed.
+pub fn count_log_records(request: &[u8]) -> Option<usize> {
+    let mut count = 0;
+    let mut malformed = false;
+    each_field(request, |tag, resource_logs| {
+        if tag != 1 {
+            return;
+        }
+        let walked = each_field(resource_logs, |tag, scope_logs| {
+            if tag == 2 && each_field(scope_logs, |tag, _| count += usize::from(tag == 2)).is_none() {
+                malformed = true;
+            }
+        });
+        malformed |= walked.is_none();
+    })?;
+    (!malformed).then_some(count)
+}

@@ -1,12 +1,13 @@
 //! The node agent (`--mode node`), one per node: receives the sidecars' records over OTLP,
 //! enriches them from a watch of the node's pods ([`enrich`]), keeps them in a disk buffer
-//! and relays them to the collector ([`relay`]); usage is aggregated from them and reported
+//! and relays them to the collector ([`relay`]) and/or JSON lines and CSV files ([`files`]); usage is aggregated from them and reported
 //! to the operator ([`usage`]). The MCP server containers' own logs are tailed ([`tail`]), redacted and buffered too
 //! ([`logs`]).
 
 pub mod buffer;
 pub mod cri;
 pub mod enrich;
+pub mod files;
 pub mod logs;
 pub mod relay;
 pub mod tail;
@@ -35,7 +36,17 @@ pub async fn run(options: relay::NodeOptions, admin: SocketAddr, shutdown: watch
         "disk buffer recovered"
     );
     let buffer = Arc::new(Mutex::new(buffer));
-    let collector = Otlp::new(&options.collector, vec![]).context("--otlp-endpoint")?;
+    let collector = match &options.collector {
+        Some(c) => Some(Otlp::new(c, vec![]).context("--otlp-endpoint")?),
+        None => None,
+    };
+    let files = files::FileSinks::open(options.jsonl.as_deref(), options.csv.as_deref())
+        .context("opening the --jsonl/--csv file")?;
+    anyhow::ensure!(
+        collector.is_some() || files.is_some(),
+        "the node agent needs somewhere to relay records: --otlp-endpoint, --jsonl or --csv"
+    );
+    let destinations = relay::Destinations { collector, files };
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
         .with_context(|| format!("binding the OTLP receiver on {}", options.listen))?;
@@ -73,7 +84,7 @@ pub async fn run(options: relay::NodeOptions, admin: SocketAddr, shutdown: watch
             },
             shutdown.clone(),
         )),
-        tokio::spawn(relay::relay(buffer.clone(), collector, metrics.clone(), shutdown.clone())),
+        tokio::spawn(relay::relay(buffer.clone(), destinations, metrics.clone(), shutdown.clone())),
         tokio::spawn(relay::sync_loop(buffer.clone(), options.sync_every, shutdown.clone())),
     ];
     // The MCP server containers' own logs: only with the pod map, which says which

@@ -1,7 +1,7 @@
 //! The node agent's record path: an OTLP logs receiver (gRPC and HTTP/protobuf on one
 //! port; HTTP/1.1 and HTTP/2 cleartext) for the sidecars of its node, the disk buffer, and
-//! an exporter that relays each buffered request to the collector and acknowledges it in
-//! the buffer only once the collector accepted it.
+//! a relay that delivers each buffered request to the collector and/or the file sinks and
+//! acknowledges it in the buffer only once all of them took it.
 //!
 //! A sidecar gets its success answer only after its request is written to the buffer, so
 //! whatever was acknowledged survives a killed node agent and a collector that is down.
@@ -50,8 +50,12 @@ pub struct NodeOptions {
     pub listen: SocketAddr,
     /// The disk buffer.
     pub buffer: BufferConfig,
-    /// The collector records are relayed to.
-    pub collector: OtlpConfig,
+    /// The collector records are relayed to, if any.
+    pub collector: Option<OtlpConfig>,
+    /// Also write every relayed record as a JSON line to this file (`-`: stdout).
+    pub jsonl: Option<String>,
+    /// Also write every relayed record as a CSV row to this file (`-`: stdout).
+    pub csv: Option<String>,
     /// How often the buffer is fsynced.
     pub sync_every: Duration,
     /// Where usage is reported, if anywhere.
@@ -256,11 +260,43 @@ pub async fn serve_receiver(listener: TcpListener, receiver: Receiver, mut shutd
     }
 }
 
-/// Relays buffered requests to the collector, acknowledging each once accepted; retries
-/// with backoff (200 ms doubling to 10 s) while the collector is down.
+/// Where the node agent relays buffered requests: the collector and/or the file sinks.
+pub struct Destinations {
+    /// The OTLP collector, if any.
+    pub collector: Option<Otlp>,
+    /// The JSON lines and CSV files, if any.
+    pub files: Option<super::files::FileSinks>,
+}
+
+impl Destinations {
+    /// Delivers the request at buffer position `seq` to every destination: the files
+    /// first (each skips what it already wrote), then the collector. `Err` names the
+    /// destination that failed; the request is then retried.
+    async fn deliver(&mut self, seq: u64, payload: Vec<u8>, metrics: &Metrics) -> Result<(), (&'static str, String)> {
+        let mut records = None;
+        if let Some(files) = &mut self.files {
+            let (n, written) = tokio::task::block_in_place(|| files.write(seq, &payload))
+                .map_err(|(name, e)| (name, e.to_string()))?;
+            for name in written {
+                metrics.records_exported.with_label_values(&[name]).inc_by(n as u64);
+            }
+            records = Some(n);
+        }
+        if let Some(collector) = &mut self.collector {
+            let n = records.or_else(|| proto::count_log_records(&payload)).unwrap_or(0);
+            collector.send_encoded(payload).await.map_err(|e| (collector.name(), e.to_string()))?;
+            metrics.records_exported.with_label_values(&[collector.name()]).inc_by(n as u64);
+        }
+        Ok(())
+    }
+}
+
+/// Relays buffered requests to the destinations, acknowledging each once all of them took
+/// it; retries with backoff (200 ms doubling to 10 s) while one is failing (a collector
+/// that is down, a full disk).
 pub async fn relay(
     buffer: Arc<Mutex<DiskBuffer>>,
-    mut collector: Otlp,
+    mut destinations: Destinations,
     metrics: Metrics,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -279,17 +315,16 @@ pub async fn relay(
         let mut failed = false;
         let idle = batch.is_empty();
         for (seq, payload) in batch {
-            match collector.send_encoded(payload).await {
+            match destinations.deliver(seq, payload, &metrics).await {
                 Ok(()) => {
-                    metrics.records_exported.with_label_values(&[collector.name()]).inc();
                     if let Err(e) = tokio::task::block_in_place(|| buffer.lock().expect("buffer lock").ack(seq + 1)) {
                         tracing::error!(error = %e, "acknowledging in the disk buffer failed");
                     }
                     backoff = Duration::from_millis(200);
                 }
-                Err(e) => {
-                    metrics.export_retries.with_label_values(&[collector.name()]).inc();
-                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "collector refused or unreachable; will retry");
+                Err((exporter, e)) => {
+                    metrics.export_retries.with_label_values(&[exporter]).inc();
+                    tracing::warn!(exporter, error = %e, retry_in_ms = backoff.as_millis() as u64, "delivery failed; will retry");
                     let _ = tokio::task::block_in_place(|| buffer.lock().expect("buffer lock").rewind());
                     failed = true;
                     break;
