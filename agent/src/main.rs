@@ -117,9 +117,16 @@ struct Args {
     enrich: bool,
 
     /// [node] The node's CRI pod log folder: the MCP server containers' own stdout/stderr are
-    /// tailed from it, redacted and relayed (needs --enrich to know which containers).
+    /// tailed from it, redacted with their McpServer's redaction policy and relayed (needs
+    /// --enrich to know which containers, and list/watch of McpServers and
+    /// McpRedactionPolicies; tailing starts once those are listed).
     #[arg(long, value_name = "DIR", default_value = "/var/log/pods")]
     pod_logs_dir: PathBuf,
+
+    /// [node] Namespace of the cluster default McpRedactionPolicy (`default`), the
+    /// operator's namespace.
+    #[arg(long, value_name = "NAMESPACE", env = "POD_NAMESPACE", default_value = "mcp-ledger")]
+    policy_namespace: String,
 
     /// [node] Pod or namespace label whose value is the team id of records without one.
     #[arg(long, value_name = "LABEL")]
@@ -256,6 +263,7 @@ fn run_node(args: &Args) -> Result<()> {
         usage_every: Duration::from_secs(args.usage_interval_seconds.max(1)),
         enrich: args.enrich,
         pod_logs_dir: args.pod_logs_dir.clone(),
+        policy_namespace: args.policy_namespace.clone(),
         identity_labels: mcp_ledger_agent::node::enrich::IdentityLabels {
             team: args.team_label.clone(),
             org: args.org_label.clone(),

@@ -108,6 +108,45 @@ fn get<'a>(map: &'a BTreeMap<String, String>, key: &str) -> Option<&'a str> {
     map.get(key).map(String::as_str)
 }
 
+/// Starts the real OTLP receiver and the node agent (enriching from `api`, with `args`);
+/// returns the agent's OTLP port, the receiver's output file and both processes.
+fn start(api: &ApiServer, dir: &std::path::Path, args: &[&str]) -> (u16, std::path::PathBuf, [Peer; 2]) {
+    let (listen, admin, collector) = (free_port(), free_port(), free_port());
+    let out = dir.join("received.ndjson");
+    let receiver = Peer(
+        Command::new(python())
+            .arg(repo_root().join("tests/peers/otlp_grpc_receiver.py"))
+            .args(["--port", &collector.to_string()])
+            .stdout(Stdio::from(std::fs::File::create(&out).unwrap()))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the OTLP receiver starts"),
+    );
+    wait_for_port(collector);
+    let node = Peer(
+        Command::new(env!("CARGO_BIN_EXE_mcp-ledger-agent"))
+            .args([
+                "--mode=node",
+                &format!("--otlp-listen=127.0.0.1:{listen}"),
+                &format!("--admin=127.0.0.1:{admin}"),
+                &format!("--otlp-endpoint=http://127.0.0.1:{collector}"),
+                &format!("--buffer-dir={}", dir.join("buffer").display()),
+                "--enrich=true",
+                "--policy-namespace=mcp-ledger",
+                "--log=warn",
+            ])
+            .args(args)
+            .env("KUBECONFIG", api.kubeconfig(dir))
+            .env("NODE_NAME", "node-a")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the node agent starts"),
+    );
+    wait_for_port(listen);
+    (listen, out, [receiver, node])
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_are_enriched_from_the_watched_pods_and_namespaces_of_the_node() {
     let api = ApiServer::start().await;
@@ -121,40 +160,8 @@ async fn records_are_enriched_from_the_watched_pods_and_namespaces_of_the_node()
     api.apply_pod(notes);
 
     let dir = scratch("node-enrich");
-    let (listen, admin, collector) = (free_port(), free_port(), free_port());
-    let out = dir.join("received.ndjson");
-    let _receiver = Peer(
-        Command::new(python())
-            .arg(repo_root().join("tests/peers/otlp_grpc_receiver.py"))
-            .args(["--port", &collector.to_string()])
-            .stdout(Stdio::from(std::fs::File::create(&out).unwrap()))
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the OTLP receiver starts"),
-    );
-    wait_for_port(collector);
-    let _node = Peer(
-        Command::new(env!("CARGO_BIN_EXE_mcp-ledger-agent"))
-            .args([
-                "--mode=node",
-                &format!("--otlp-listen=127.0.0.1:{listen}"),
-                &format!("--admin=127.0.0.1:{admin}"),
-                &format!("--otlp-endpoint=http://127.0.0.1:{collector}"),
-                &format!("--buffer-dir={}", dir.join("buffer").display()),
-                &format!("--pod-logs-dir={}", dir.join("no-pod-logs").display()),
-                "--enrich=true",
-                "--team-label=team",
-                "--org-label=org",
-                "--log=warn",
-            ])
-            .env("KUBECONFIG", api.kubeconfig(&dir))
-            .env("NODE_NAME", "node-a")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("the node agent starts"),
-    );
-    wait_for_port(listen);
+    let (listen, out, _peers) =
+        start(&api, &dir, &["--pod-logs-dir=no-such-dir", "--team-label=team", "--org-label=org"]);
     // The watches open once their lists are applied.
     let deadline = Instant::now() + Duration::from_secs(30);
     while api.open_watches(true) == 0 || api.open_watches(false) == 0 {
@@ -233,4 +240,80 @@ async fn records_are_enriched_from_the_watched_pods_and_namespaces_of_the_node()
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(api.open_watches(true), 1, "one pod watch, scoped to the node");
+}
+
+/// The bodies of the receiver's records that contain `needle`.
+fn bodies_with(path: &std::path::Path, needle: &str) -> Vec<(String, Seen)> {
+    received(path).into_iter().filter(|(body, _)| body.contains(needle)).collect()
+}
+
+fn wait_body(path: &std::path::Path, needle: &str) -> (String, Seen) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(found) = bodies_with(path, needle).into_iter().next() {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "no record with {needle:?} reached the receiver in 30 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn append_cri(file: &std::path::Path, line: &str) {
+    use std::io::Write as _;
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(file).unwrap();
+    writeln!(f, "2026-11-24T10:00:00.000000001Z stdout F {line}").unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn container_logs_are_redacted_with_their_servers_policy_from_the_watched_policies() {
+    let api = ApiServer::start().await;
+    api.apply_namespace("tools", &[]);
+    api.apply_pod(pod("tools", "github-7f9c4d-aaaaa", "uid-github", "node-a", "github", Some("github"), &[]));
+    api.apply_pod(pod("tools", "notes-7f9c4d-bbbbb", "uid-notes", "node-a", "notes", Some("notes"), &[]));
+    api.apply_mcp_server("tools", "github", Some("github-extra"));
+    api.apply_mcp_server("tools", "notes", None);
+    let rule = |name: &str, regex: &str| serde_json::json!({"customPatterns": [{"name": name, "regex": regex, "action": "mask"}]});
+    api.apply_redaction_policy("mcp-ledger", "default", rule("ticket", r"TICKET-\d{4}"));
+    api.apply_redaction_policy("tools", "github-extra", rule("build", r"BUILD-\d{4}"));
+
+    let dir = scratch("node-logs-policy");
+    let logs = dir.join("pods");
+    let github_log = logs.join("tools_github-7f9c4d-aaaaa_uid-github/server/0.log");
+    let notes_log = logs.join("tools_notes-7f9c4d-bbbbb_uid-notes/server/0.log");
+    for f in [&github_log, &notes_log] {
+        std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+    }
+    append_cri(&github_log, "probe-1 deploy BUILD-1234 for TICKET-5678 by ops@example.com");
+    append_cri(&notes_log, "probe-2 deploy BUILD-1234 for TICKET-5678");
+
+    let (_, out, _peers) = start(&api, &dir, &[&format!("--pod-logs-dir={}", logs.display())]);
+
+    // github: the cluster default's rule, its own policy's rule and the built-in detectors.
+    let (github, seen) = wait_body(&out, "probe-1");
+    assert!(!github.contains("TICKET-5678"), "the cluster default applies: {github}");
+    assert!(!github.contains("BUILD-1234"), "github's own policy applies: {github}");
+    assert!(!github.contains("ops@example.com"), "the built-in detectors apply: {github}");
+    assert_eq!(get(&seen.resource, "mcpledger.server.name"), Some("github"));
+    assert_eq!(get(&seen.resource, "k8s.container.name"), Some("server"));
+    let kinds = get(&seen.record, "mcpledger.redaction.kinds").unwrap_or_default();
+    assert!(kinds.contains("build") && kinds.contains("ticket"), "the summary names the rules: {kinds}");
+    // notes has no policy of its own: the default only.
+    let (notes, _) = wait_body(&out, "probe-2");
+    assert!(!notes.contains("TICKET-5678"), "{notes}");
+    assert!(notes.contains("BUILD-1234"), "github's rule is not notes': {notes}");
+    assert_eq!(api.open_policy_watches(), 2, "one watch of McpServers, one of McpRedactionPolicies");
+
+    // Deleting github's own policy reaches the node agent through the watch.
+    api.delete_redaction_policy("tools", "github-extra");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for probe in 3.. {
+        let marker = format!("probe-{probe}");
+        append_cri(&github_log, &format!("{marker} BUILD-9999"));
+        let (line, _) = wait_body(&out, &marker);
+        if line.contains("BUILD-9999") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the deleted policy still applies after 30 s: {line}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -9,6 +9,7 @@
 pub mod access;
 pub mod common;
 pub mod config;
+pub mod merge;
 pub mod record;
 pub mod redaction;
 pub mod review;

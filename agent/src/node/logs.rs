@@ -1,6 +1,6 @@
 //! The MCP server containers' own stdout/stderr, tailed from the node's CRI log files
-//! ([`super::tail`]), redacted like every record (JSON lines field by field, other lines as
-//! text), turned into OTLP log records and put into the disk buffer next to the sidecars'
+//! ([`super::tail`]), redacted with their McpServer's effective policy
+//! ([`super::policies`]; JSON lines field by field, other lines as text), turned into OTLP log records and put into the disk buffer next to the sidecars'
 //! records. Tail positions are saved only after the lines are in the buffer, so a restart
 //! neither skips nor repeats them.
 
@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use super::buffer::DiskBuffer;
 use super::enrich::{Cluster, IdentityLabels, enrich};
+use super::policies::Policies;
 use super::tail::{Position, Source, Tailed, Tailer};
 use crate::export::otlp::any_value;
 use crate::export::proto::{
@@ -67,15 +68,17 @@ pub fn log_record(t: &Tailed, redactor: &Redactor) -> LogRecord {
     }
 }
 
-/// One export request per container for a batch of tailed lines.
-pub fn requests(lines: &[Tailed], redactor: &Redactor) -> Vec<ExportLogsServiceRequest> {
-    let mut by_source: BTreeMap<&Source, Vec<LogRecord>> = BTreeMap::new();
+/// One export request per container for a batch of tailed lines; `redactor` gives the
+/// redactor of a container's lines.
+pub fn requests(lines: &[Tailed], mut redactor: impl FnMut(&Source) -> Arc<Redactor>) -> Vec<ExportLogsServiceRequest> {
+    let mut by_source: BTreeMap<&Source, (Arc<Redactor>, Vec<LogRecord>)> = BTreeMap::new();
     for t in lines {
-        by_source.entry(&t.source).or_default().push(log_record(t, redactor));
+        let (r, records) = by_source.entry(&t.source).or_insert_with(|| (redactor(&t.source), Vec::new()));
+        records.push(log_record(t, r));
     }
     by_source
         .into_iter()
-        .map(|(s, records)| ExportLogsServiceRequest {
+        .map(|(s, (_, records))| ExportLogsServiceRequest {
             resource_logs: vec![ResourceLogs {
                 resource: Some(Resource {
                     attributes: vec![
@@ -105,20 +108,29 @@ fn save_positions(dir: &Path, positions: &BTreeMap<PathBuf, Position>) -> std::i
     std::fs::rename(tmp, dir.join(POSITIONS_FILE))
 }
 
+/// The redactor for a container's lines: its pod's McpServer's effective policy.
+fn redactor_for(source: &Source, cluster: &RwLock<Cluster>, policies: &Mutex<Policies>) -> Arc<Redactor> {
+    let server = cluster.read().expect("cluster lock").pods.get(&source.uid).and_then(|p| p.server.clone());
+    policies.lock().expect("policies lock").redactor(&source.namespace, server.as_deref().unwrap_or_default())
+}
+
 /// One round: read new lines, redact, enrich, buffer, then save the positions. Returns the
-/// number of lines buffered.
+/// number of lines buffered; none until the policies are synced (the positions wait).
 pub fn tail_once(
     tailer: &mut Tailer,
-    redactor: &Redactor,
+    policies: &Mutex<Policies>,
     cluster: &RwLock<Cluster>,
     labels: &IdentityLabels,
     buffer: &Mutex<DiskBuffer>,
     state_dir: &Path,
 ) -> std::io::Result<usize> {
+    if !policies.lock().expect("policies lock").synced() {
+        return Ok(0);
+    }
     let lines = tailer.poll()?;
     if !lines.is_empty() {
         let mut payloads = Vec::new();
-        for mut request in requests(&lines, redactor) {
+        for mut request in requests(&lines, |s| redactor_for(s, cluster, policies)) {
             enrich(&mut request, &cluster.read().expect("cluster lock"), labels);
             payloads.push(request.encode_to_vec());
         }
@@ -136,7 +148,7 @@ pub fn tail_once(
 pub fn spawn(
     root: PathBuf,
     state_dir: PathBuf,
-    redactor: Arc<Redactor>,
+    policies: Arc<Mutex<Policies>>,
     cluster: Arc<RwLock<Cluster>>,
     labels: IdentityLabels,
     buffer: Arc<Mutex<DiskBuffer>>,
@@ -150,7 +162,7 @@ pub fn spawn(
                 && filter_cluster.read().expect("cluster lock").pods.get(&s.uid).is_some_and(|p| p.server.is_some())
         });
         while !stop.load(Ordering::Relaxed) {
-            match tail_once(&mut tailer, &redactor, &cluster, &labels, &buffer, &state_dir) {
+            match tail_once(&mut tailer, &policies, &cluster, &labels, &buffer, &state_dir) {
                 Ok(n) => metrics.node_received.with_label_values(&["container-log", "stored"]).inc_by(n as u64),
                 Err(e) => {
                     metrics.node_received.with_label_values(&["container-log", "failed"]).inc();

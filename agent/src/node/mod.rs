@@ -9,6 +9,7 @@ pub mod cri;
 pub mod enrich;
 pub mod files;
 pub mod logs;
+pub mod policies;
 pub mod relay;
 pub mod tail;
 pub mod usage;
@@ -60,11 +61,13 @@ pub async fn run(options: relay::NodeOptions, admin: SocketAddr, shutdown: watch
     let ready = Arc::new(AtomicBool::new(true));
     let usage = options.operator.as_ref().map(|_| Arc::new(Mutex::new(usage::Aggregator::default())));
     let mut enrichment = None;
+    let mut client = None;
     if options.enrich {
         match kube::Client::try_default().await {
-            Ok(client) => {
+            Ok(c) => {
                 let cluster = Arc::new(std::sync::RwLock::new(enrich::Cluster::default()));
-                tokio::spawn(enrich::watch::run(client, options.node_name.clone(), cluster.clone()));
+                tokio::spawn(enrich::watch::run(c.clone(), options.node_name.clone(), cluster.clone()));
+                client = Some(c);
                 tracing::info!(node = %options.node_name, "enriching records from the node's pods");
                 enrichment = Some(relay::Enrichment { cluster, labels: options.identity_labels.clone() });
             }
@@ -91,12 +94,17 @@ pub async fn run(options: relay::NodeOptions, admin: SocketAddr, shutdown: watch
     // containers serve an McpServer.
     let stop_tailing = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut tail_thread = None;
-    if let (Some(e), true) = (&enrichment, options.pod_logs_dir.is_dir()) {
-        tracing::info!(dir = %options.pod_logs_dir.display(), "tailing the MCP server containers' logs");
+    if let (Some(e), Some(client), true) = (&enrichment, client, options.pod_logs_dir.is_dir()) {
+        tracing::info!(
+            dir = %options.pod_logs_dir.display(), policy_namespace = %options.policy_namespace,
+            "tailing the MCP server containers' logs once the redaction policies are listed"
+        );
+        let policies = Arc::new(Mutex::new(policies::Policies::new(options.policy_namespace.clone())));
+        tokio::spawn(policies::watch::run(client, policies.clone()));
         tail_thread = Some(logs::spawn(
             options.pod_logs_dir.clone(),
             dir.clone(),
-            Arc::new(crate::redact::Redactor::new(&Default::default())),
+            policies,
             e.cluster.clone(),
             e.labels.clone(),
             buffer.clone(),

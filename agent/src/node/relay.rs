@@ -70,6 +70,8 @@ pub struct NodeOptions {
     pub identity_labels: super::enrich::IdentityLabels,
     /// The node's CRI pod log folder (`/var/log/pods`).
     pub pod_logs_dir: std::path::PathBuf,
+    /// Namespace of the cluster default McpRedactionPolicy (the operator's).
+    pub policy_namespace: String,
 }
 
 type Body = BoxBody<Bytes, Infallible>;

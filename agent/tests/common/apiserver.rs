@@ -1,9 +1,10 @@
 //! A stand-in for the Kubernetes API server. It is hand-written because no kube-apiserver
 //! can run on the test machines (no etcd, no container engine); `make e2e` covers the real
 //! one. It serves only what the node agent's watches ask for — list and watch of pods,
-//! honouring the `spec.nodeName` field selector, and of namespaces as
-//! `PartialObjectMetadata` — from objects the test sets, and pushes later changes to the
-//! open watches as ADDED/MODIFIED/DELETED events, as the API server does.
+//! honouring the `spec.nodeName` field selector, of namespaces as `PartialObjectMetadata`,
+//! and of McpServers and McpRedactionPolicies — from objects the test sets, and pushes
+//! later changes to the open watches as ADDED/MODIFIED/DELETED events, as the API server
+//! does.
 //!
 //! Shared by the node enrichment test and the node bench (`#[path]`), so it depends on
 //! nothing else in `common`.
@@ -29,6 +30,25 @@ use tokio::sync::mpsc;
 enum Kind {
     Pods,
     Namespaces,
+    McpServers,
+    McpRedactionPolicies,
+}
+
+impl Kind {
+    const ALL: [Kind; 4] = [Kind::Pods, Kind::Namespaces, Kind::McpServers, Kind::McpRedactionPolicies];
+
+    fn path(self) -> &'static str {
+        match self {
+            Kind::Pods => "/api/v1/pods",
+            Kind::Namespaces => "/api/v1/namespaces",
+            Kind::McpServers => "/apis/mcpledger.dev/v1alpha1/mcpservers",
+            Kind::McpRedactionPolicies => "/apis/mcpledger.dev/v1alpha1/mcpredactionpolicies",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
 }
 
 struct Watch {
@@ -40,8 +60,8 @@ struct Watch {
 #[derive(Default)]
 struct State {
     resource_version: u64,
-    pods: Vec<Value>,
-    namespaces: Vec<Value>,
+    /// Objects by kind ([`Kind::index`]).
+    objects: [Vec<Value>; 4],
     watches: Vec<Watch>,
     requests: Vec<String>,
 }
@@ -129,16 +149,12 @@ impl ApiServer {
         let query = req.uri().query().unwrap_or("").to_owned();
         let mut state = self.state.lock().unwrap();
         state.requests.push(format!("{} {path}?{query}", req.method()));
-        let kind = match path.as_str() {
-            "/api/v1/pods" => Kind::Pods,
-            "/api/v1/namespaces" => Kind::Namespaces,
-            _ => {
-                return json_response(
-                    404,
-                    &json!({"apiVersion": "v1", "kind": "Status", "status": "Failure", "reason": "NotFound", "code": 404,
-                            "message": format!("the API double serves no {path}")}),
-                );
-            }
+        let Some(kind) = Kind::ALL.into_iter().find(|k| k.path() == path) else {
+            return json_response(
+                404,
+                &json!({"apiVersion": "v1", "kind": "Status", "status": "Failure", "reason": "NotFound", "code": 404,
+                        "message": format!("the API double serves no {path}")}),
+            );
         };
         let node = if kind == Kind::Pods { node_selector(&query) } else { None };
         if query.split('&').any(|p| p == "watch=true") {
@@ -155,20 +171,22 @@ impl ApiServer {
                 .unwrap();
         }
         let rv = state.resource_version.to_string();
+        let objects = &state.objects[kind.index()];
         let body = match kind {
             Kind::Pods => {
-                let items: Vec<Value> = state
-                    .pods
-                    .iter()
-                    .filter(|p| node.as_deref().is_none_or(|n| node_of(p) == Some(n)))
-                    .cloned()
-                    .collect();
+                let items: Vec<Value> =
+                    objects.iter().filter(|p| node.as_deref().is_none_or(|n| node_of(p) == Some(n))).cloned().collect();
                 json!({"apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": rv}, "items": items})
             }
             Kind::Namespaces => {
-                let items: Vec<Value> = state.namespaces.iter().map(namespace_meta).collect();
+                let items: Vec<Value> = objects.iter().map(namespace_meta).collect();
                 json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList",
                        "metadata": {"resourceVersion": rv}, "items": items})
+            }
+            Kind::McpServers | Kind::McpRedactionPolicies => {
+                let list = if kind == Kind::McpServers { "McpServerList" } else { "McpRedactionPolicyList" };
+                json!({"apiVersion": "mcpledger.dev/v1alpha1", "kind": list, "metadata": {"resourceVersion": rv},
+                       "items": objects})
             }
         };
         json_response(200, &body)
@@ -184,7 +202,7 @@ impl ApiServer {
         let mut state = self.state.lock().unwrap();
         state.bump(&mut object);
         let key = |o: &Value| (o["metadata"]["namespace"].clone(), o["metadata"]["name"].clone());
-        let objects = if kind == Kind::Pods { &mut state.pods } else { &mut state.namespaces };
+        let objects = &mut state.objects[kind.index()];
         let event = match objects.iter().position(|o| key(o) == key(&object)) {
             Some(i) => {
                 objects[i] = object.clone();
@@ -200,15 +218,43 @@ impl ApiServer {
 
     /// Removes a pod; open watches see DELETED.
     pub fn delete_pod(&self, namespace: &str, name: &str) {
+        self.delete(Kind::Pods, namespace, name);
+    }
+
+    fn delete(&self, kind: Kind, namespace: &str, name: &str) {
         let mut state = self.state.lock().unwrap();
+        let objects = &mut state.objects[kind.index()];
         let Some(i) =
-            state.pods.iter().position(|p| p["metadata"]["namespace"] == namespace && p["metadata"]["name"] == name)
+            objects.iter().position(|p| p["metadata"]["namespace"] == namespace && p["metadata"]["name"] == name)
         else {
             return;
         };
-        let mut pod = state.pods.remove(i);
-        state.bump(&mut pod);
-        state.send(Kind::Pods, "DELETED", &pod);
+        let mut object = objects.remove(i);
+        state.bump(&mut object);
+        state.send(kind, "DELETED", &object);
+    }
+
+    /// Adds or replaces an McpServer named `name` whose `redactionPolicyRef` is `policy`.
+    pub fn apply_mcp_server(&self, namespace: &str, name: &str, policy: Option<&str>) {
+        let mut spec = json!({"selector": {"matchLabels": {"app": name}}, "port": "mcp"});
+        if let Some(p) = policy {
+            spec["redactionPolicyRef"] = json!({"name": p});
+        }
+        let server = json!({"apiVersion": "mcpledger.dev/v1alpha1", "kind": "McpServer",
+            "metadata": {"namespace": namespace, "name": name, "uid": format!("srv-{namespace}-{name}")}, "spec": spec});
+        self.apply(Kind::McpServers, server);
+    }
+
+    /// Adds or replaces an McpRedactionPolicy with `spec`.
+    pub fn apply_redaction_policy(&self, namespace: &str, name: &str, spec: Value) {
+        let policy = json!({"apiVersion": "mcpledger.dev/v1alpha1", "kind": "McpRedactionPolicy",
+            "metadata": {"namespace": namespace, "name": name, "uid": format!("pol-{namespace}-{name}")}, "spec": spec});
+        self.apply(Kind::McpRedactionPolicies, policy);
+    }
+
+    /// Removes an McpRedactionPolicy; open watches see DELETED.
+    pub fn delete_redaction_policy(&self, namespace: &str, name: &str) {
+        self.delete(Kind::McpRedactionPolicies, namespace, name);
     }
 
     /// Adds or relabels a namespace; open watches see ADDED or MODIFIED.
@@ -225,7 +271,15 @@ impl ApiServer {
 
     /// How many watches of `pods` (or namespaces) are open.
     pub fn open_watches(&self, pods: bool) -> usize {
-        let kind = if pods { Kind::Pods } else { Kind::Namespaces };
+        self.open(if pods { Kind::Pods } else { Kind::Namespaces })
+    }
+
+    /// How many watches of McpServers and McpRedactionPolicies are open.
+    pub fn open_policy_watches(&self) -> usize {
+        self.open(Kind::McpServers) + self.open(Kind::McpRedactionPolicies)
+    }
+
+    fn open(&self, kind: Kind) -> usize {
         self.state.lock().unwrap().watches.iter().filter(|w| w.kind == kind && !w.events.is_closed()).count()
     }
 

@@ -1,4 +1,4 @@
-use mcp_ledger_crds::redaction::UnscannableAction;
+use mcp_ledger_crds::redaction::{Action, HeaderMode, UnscannableAction};
 use mcp_ledger_crds::server::{Approval, McpServerStatus, ToolFingerprint};
 use serde_json::json;
 

@@ -23,7 +23,7 @@ fn server_container_lines_are_redacted_enriched_buffered_once() {
     let mut f = std::fs::File::create(dir.join("0.log")).unwrap();
     writeln!(f, r#"2026-11-24T10:00:00Z stdout F {{"level":"info","msg":"loaded","aws":"AKIAIOSFODNN7EXAMPLE"}}"#)
         .unwrap();
-    writeln!(f, "2026-11-24T10:00:01Z stderr F mail ops@example.com about it").unwrap();
+    writeln!(f, "2026-11-24T10:00:01Z stderr F mail ops@example.com about TICKET-4242").unwrap();
     std::fs::write(root.join("tools_github-1_uid-1/mcp-ledger-agent/0.log"), "2026-11-24T10:00:00Z stdout F agent\n")
         .unwrap();
     std::fs::write(root.join("web_nginx-1_uid-2/nginx/0.log"), "2026-11-24T10:00:00Z stdout F not mcp\n").unwrap();
@@ -49,15 +49,37 @@ fn server_container_lines_are_redacted_enriched_buffered_once() {
     })
     .unwrap();
     let buffer = Mutex::new(buffer);
-    let redactor = Redactor::new(&Default::default());
+    // github's own McpRedactionPolicy adds a rule to the built-in defaults.
+    let policies = Mutex::new(crate::node::policies::Policies::new("mcp-ledger"));
+    {
+        let mut p = policies.lock().unwrap();
+        p.relist_servers();
+        p.apply_server("tools", "github", Some("github-extra".into()));
+        p.servers_listed();
+        p.relist_policies();
+        let extra = mcp_ledger_crds::redaction::McpRedactionPolicySpec {
+            custom_patterns: vec![mcp_ledger_crds::redaction::CustomPattern {
+                name: "ticket".into(),
+                regex: r"TICKET-\d{4}".into(),
+                keywords: vec![],
+                action: mcp_ledger_crds::redaction::Action::Mask,
+            }],
+            ..Default::default()
+        };
+        p.apply_policy("tools", "github-extra", extra);
+    }
     let filter = |c: &RwLock<Cluster>| {
         let pods = c.read().unwrap().pods.clone();
         move |s: &Source| s.container != "mcp-ledger-agent" && pods.get(&s.uid).is_some_and(|p| p.server.is_some())
     };
     let mut tailer = Tailer::new(&root, load_positions(&state)).with_filter(filter(&cluster));
     let labels = IdentityLabels::default();
-    assert_eq!(tail_once(&mut tailer, &redactor, &cluster, &labels, &buffer, &state).unwrap(), 2);
-    assert_eq!(tail_once(&mut tailer, &redactor, &cluster, &labels, &buffer, &state).unwrap(), 0);
+    // Not before the policies are listed: nothing read, the position stays.
+    assert_eq!(tail_once(&mut tailer, &policies, &cluster, &labels, &buffer, &state).unwrap(), 0);
+    assert_eq!(buffer.lock().unwrap().pending(), 0);
+    policies.lock().unwrap().policies_listed();
+    assert_eq!(tail_once(&mut tailer, &policies, &cluster, &labels, &buffer, &state).unwrap(), 2);
+    assert_eq!(tail_once(&mut tailer, &policies, &cluster, &labels, &buffer, &state).unwrap(), 0);
 
     let entries = buffer.lock().unwrap().read(10).unwrap();
     assert_eq!(entries.len(), 1, "one request for the one container");
@@ -70,13 +92,14 @@ fn server_container_lines_are_redacted_enriched_buffered_once() {
     let wire = format!("{records:?}");
     assert!(!wire.contains("AKIAIOSFODNN7EXAMPLE"), "the key is redacted: {wire}");
     assert!(!wire.contains("ops@example.com"), "the email is redacted: {wire}");
+    assert!(!wire.contains("TICKET-4242"), "the server's own rule applies: {wire}");
     assert!(wire.contains("loaded"), "the rest stays: {wire}");
     assert_eq!(get(&records[1].attributes, "log.iostream"), Some("stderr"));
     assert!(get(&records[0].attributes, attr::REDACTION_KINDS).is_some());
 
     // A restart resumes from the saved positions: nothing is repeated.
     let mut again = Tailer::new(&root, load_positions(&state)).with_filter(filter(&cluster));
-    assert_eq!(tail_once(&mut again, &redactor, &cluster, &labels, &buffer, &state).unwrap(), 0);
+    assert_eq!(tail_once(&mut again, &policies, &cluster, &labels, &buffer, &state).unwrap(), 0);
     let _ = std::fs::remove_dir_all(&root);
     let _ = std::fs::remove_dir_all(&state);
 }
