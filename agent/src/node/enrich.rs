@@ -167,6 +167,7 @@ mod tests;
 /// Keeps a [`Cluster`] current from a watch of the node's pods (field selector on the node
 /// name: one watch scoped to its node) and of the namespaces' metadata (labels only).
 pub mod watch {
+    use std::collections::BTreeMap;
     use std::sync::{Arc, RwLock};
 
     use futures::StreamExt;
@@ -179,50 +180,62 @@ pub mod watch {
     use super::{Cluster, PodFacts};
 
     /// Watches until the process ends; retries with backoff when the API server is away.
+    /// A relist (after a watch expired) is collected aside and swapped in at its end, so
+    /// the pods stay known while it runs.
     pub async fn run(client: Client, node: String, cluster: Arc<RwLock<Cluster>>) {
         let pods = {
-            let cluster = cluster.clone();
+            let (cluster, client) = (cluster.clone(), client.clone());
             let config = watcher::Config::default().fields(&format!("spec.nodeName={node}"));
-            watcher::watcher(Api::<Pod>::all(client.clone()), config).default_backoff().for_each(move |event| {
-                let cluster = cluster.clone();
-                async move {
+            async move {
+                let mut events =
+                    std::pin::pin!(watcher::watcher(Api::<Pod>::all(client.clone()), config).default_backoff());
+                let mut relisting: Option<BTreeMap<String, PodFacts>> = None;
+                while let Some(event) = events.next().await {
                     match event {
-                        Ok(Event::Apply(pod) | Event::InitApply(pod)) => {
+                        Ok(Event::Init) => relisting = Some(BTreeMap::new()),
+                        Ok(Event::InitApply(pod)) => {
+                            let facts = PodFacts::of(&pod);
+                            relisting.get_or_insert_default().insert(facts.uid.clone(), facts);
+                        }
+                        Ok(Event::InitDone) => {
+                            cluster.write().expect("cluster lock").pods = relisting.take().unwrap_or_default();
+                        }
+                        Ok(Event::Apply(pod)) => {
                             let facts = PodFacts::of(&pod);
                             cluster.write().expect("cluster lock").pods.insert(facts.uid.clone(), facts);
                         }
                         Ok(Event::Delete(pod)) => {
                             cluster.write().expect("cluster lock").pods.remove(&pod.uid().unwrap_or_default());
                         }
-                        // A relist replaces everything: forget pods that are gone meanwhile
-                        // once it is done (InitApply re-adds the live ones).
-                        Ok(Event::Init) => cluster.write().expect("cluster lock").pods.clear(),
-                        Ok(Event::InitDone) => {}
                         Err(e) => tracing::warn!(error = %e, "pod watch failed; retrying"),
                     }
                 }
-            })
+            }
         };
-        let namespaces = {
-            let cluster = cluster.clone();
-            watcher::watcher(Api::<PartialObjectMeta<Namespace>>::all(client), watcher::Config::default())
-                .default_backoff()
-                .for_each(move |event| {
-                    let cluster = cluster.clone();
-                    async move {
-                        match event {
-                            Ok(Event::Apply(ns) | Event::InitApply(ns)) => {
-                                let labels = ns.metadata.labels.clone().unwrap_or_default();
-                                cluster.write().expect("cluster lock").namespaces.insert(ns.name_any(), labels);
-                            }
-                            Ok(Event::Delete(ns)) => {
-                                cluster.write().expect("cluster lock").namespaces.remove(&ns.name_any());
-                            }
-                            Ok(_) => {}
-                            Err(e) => tracing::warn!(error = %e, "namespace watch failed; retrying"),
-                        }
+        let namespaces = async move {
+            let api = Api::<PartialObjectMeta<Namespace>>::all(client);
+            let mut events = std::pin::pin!(watcher::watcher(api, watcher::Config::default()).default_backoff());
+            let mut relisting: Option<BTreeMap<String, BTreeMap<String, String>>> = None;
+            while let Some(event) = events.next().await {
+                match event {
+                    Ok(Event::Init) => relisting = Some(BTreeMap::new()),
+                    Ok(Event::InitApply(ns)) => {
+                        let labels = ns.metadata.labels.clone().unwrap_or_default();
+                        relisting.get_or_insert_default().insert(ns.name_any(), labels);
                     }
-                })
+                    Ok(Event::InitDone) => {
+                        cluster.write().expect("cluster lock").namespaces = relisting.take().unwrap_or_default();
+                    }
+                    Ok(Event::Apply(ns)) => {
+                        let labels = ns.metadata.labels.clone().unwrap_or_default();
+                        cluster.write().expect("cluster lock").namespaces.insert(ns.name_any(), labels);
+                    }
+                    Ok(Event::Delete(ns)) => {
+                        cluster.write().expect("cluster lock").namespaces.remove(&ns.name_any());
+                    }
+                    Err(e) => tracing::warn!(error = %e, "namespace watch failed; retrying"),
+                }
+            }
         };
         tokio::join!(pods, namespaces);
     }
