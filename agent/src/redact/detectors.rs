@@ -45,14 +45,30 @@ pub struct Family {
     pub capture: usize,
     /// A check the matched text must pass.
     pub check: Option<fn(&str) -> bool>,
-    /// For keyword-less families: the string must hold at least this many digits.
+    /// For keyword-less families: a match holds at least this many digits ...
     pub min_digits: usize,
+    /// ... within this many bytes (0: anywhere); only the stretches of a string where
+    /// that holds are searched, as far around as `max_len` reaches.
+    pub digit_window: usize,
+    /// The longest match of a family with a digit window, in bytes.
+    pub max_len: usize,
     /// Off unless the policy turns it on.
     pub off_by_default: bool,
 }
 
 const fn fam(kind: &'static str, group: Group, keywords: &'static [&'static str], pattern: &'static str) -> Family {
-    Family { kind, group, keywords, pattern, capture: 0, check: None, min_digits: 0, off_by_default: false }
+    Family {
+        kind,
+        group,
+        keywords,
+        pattern,
+        capture: 0,
+        check: None,
+        min_digits: 0,
+        digit_window: 0,
+        max_len: 0,
+        off_by_default: false,
+    }
 }
 
 const fn cap(mut f: Family, capture: usize) -> Family {
@@ -266,17 +282,37 @@ pub static FAMILIES: &[Family] = &[
     ),
     // --- personal data
     fam("email", Group::Pii, &["@"], r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b"),
-    checked(Family { min_digits: 13, ..fam("payment-card", Group::Pii, &[], r"\b(?:\d[ -]?){12,18}\d\b") }, card),
-    checked(Family { min_digits: 9, ..fam("us-ssn", Group::Pii, &[], r"\b\d{3}-\d{2}-\d{4}\b") }, checks::ssn),
+    checked(
+        Family {
+            min_digits: 13,
+            digit_window: 26,
+            max_len: 37,
+            ..fam("payment-card", Group::Pii, &[], r"\b(?:\d[ -]?){12,18}\d\b")
+        },
+        card,
+    ),
+    checked(
+        Family {
+            min_digits: 9,
+            digit_window: 11,
+            max_len: 11,
+            ..fam("us-ssn", Group::Pii, &[], r"\b\d{3}-\d{2}-\d{4}\b")
+        },
+        checks::ssn,
+    ),
     checked(
         Family {
             min_digits: 10,
+            digit_window: 43,
+            max_len: 43,
             ..fam("iban", Group::Pii, &[], r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b")
         },
         checks::iban,
     ),
     Family {
         min_digits: 8,
+        digit_window: 24,
+        max_len: 40,
         ..fam(
             "phone",
             Group::Pii,
@@ -286,6 +322,8 @@ pub static FAMILIES: &[Family] = &[
     },
     Family {
         min_digits: 4,
+        digit_window: 39,
+        max_len: 39,
         off_by_default: true,
         ..fam(
             "ip-address",
@@ -308,8 +346,12 @@ pub struct Detector {
     pub capture: usize,
     /// A check the match must pass.
     pub check: Option<fn(&str) -> bool>,
-    /// For keyword-less detectors: digits a string needs to be a candidate.
+    /// For keyword-less detectors: digits a match holds ...
     pub min_digits: usize,
+    /// ... within this many bytes (0: anywhere in the string) ...
+    pub digit_window: usize,
+    /// ... and is at most this long.
+    pub max_len: usize,
     /// The shortest text this detector can match.
     pub min_len: usize,
     /// What happens to a match.
@@ -333,7 +375,60 @@ pub struct Engine {
     prefilter: Option<AhoCorasick>,
     keyword_owner: Vec<usize>,
     always: Vec<usize>,
+    /// The fewest digits any keyword-less detector with a digit window needs.
+    fewest_digits: usize,
+    /// Whether any keyword-less detector has a digit window.
+    windows: bool,
     shortest: usize,
+}
+
+/// Strings up to this long are searched whole by the keyword-less detectors.
+const WHOLE_UP_TO: usize = 256;
+
+/// The stretches of `s` (byte ranges, sorted, not overlapping) that can hold a match of
+/// at most `longest` bytes with `min` digits within `window` bytes: around each such
+/// cluster of digits, as far as such a match can reach, then widened to the nearest
+/// non-word characters and char boundaries, so a search of the stretch finds what a
+/// search of the whole string finds there (`\b` sees the same neighbours).
+fn dense_regions(s: &str, digits: &[u32], min: usize, window: usize, longest: usize, out: &mut Vec<(usize, usize)>) {
+    out.clear();
+    if min == 0 || digits.len() < min {
+        return;
+    }
+    for i in 0..=digits.len() - min {
+        let (first, last) = (digits[i] as usize, digits[i + min - 1] as usize);
+        if last - first >= window {
+            continue;
+        }
+        // A match holding the cluster starts at most `longest` bytes before its end and
+        // ends at most `longest` bytes after its start.
+        let start = (last + 1).saturating_sub(longest).min(first);
+        let end = (first + longest).max(last + 1).min(s.len());
+        match out.last_mut() {
+            Some(prev) if start <= prev.1 => prev.1 = prev.1.max(end),
+            _ => out.push((start, end)),
+        }
+    }
+    // Widen each stretch to non-word neighbours and char boundaries, then merge again.
+    let bytes = s.as_bytes();
+    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80;
+    let mut merged = 0;
+    for k in 0..out.len() {
+        let (mut start, mut end) = out[k];
+        while start > 0 && (word(bytes[start - 1]) || !s.is_char_boundary(start)) {
+            start -= 1;
+        }
+        while end < s.len() && (word(bytes[end]) || !s.is_char_boundary(end)) {
+            end += 1;
+        }
+        if merged > 0 && start <= out[merged - 1].1 {
+            out[merged - 1].1 = out[merged - 1].1.max(end);
+        } else {
+            out[merged] = (start, end);
+            merged += 1;
+        }
+    }
+    out.truncate(merged);
 }
 
 /// No built-in family matches fewer bytes than this (the shortest is an email address
@@ -366,7 +461,10 @@ impl Engine {
                 .build(&keywords)
                 .expect("keywords compile")
         });
-        Self { detectors: compiled, prefilter, keyword_owner, always, shortest }
+        let windowed = || always.iter().map(|&i| &compiled[i]).filter(|d| d.digit_window > 0);
+        let fewest_digits = windowed().map(|d| d.min_digits).min().unwrap_or(usize::MAX);
+        let windows = windowed().next().is_some();
+        Self { detectors: compiled, prefilter, keyword_owner, always, fewest_digits, windows, shortest }
     }
 
     /// Heap bytes of the keyword automaton.
@@ -402,10 +500,30 @@ impl Engine {
                 any = true;
             }
         }
+        // Keyword-less detectors: only where enough digits lie close together. Most strings
+        // have too few digits for any of them, and allocate nothing here.
+        let mut regions: Vec<Vec<(usize, usize)>> = Vec::new();
         if !self.always.is_empty() {
-            let digits = s.bytes().filter(u8::is_ascii_digit).count();
-            for &i in &self.always {
-                if digits >= self.detectors[i].min_digits {
+            let count = s.bytes().filter(u8::is_ascii_digit).count();
+            let mut digits: Vec<u32> = Vec::new();
+            // A short string is searched whole: finding its dense stretches costs more than
+            // the search it would save.
+            let windowed = self.windows && s.len() > WHOLE_UP_TO;
+            if count >= self.fewest_digits && windowed {
+                digits.extend(s.bytes().enumerate().filter(|(_, b)| b.is_ascii_digit()).map(|(i, _)| i as u32));
+                regions.resize(self.always.len(), Vec::new());
+            }
+            for (slot, &i) in self.always.iter().enumerate() {
+                let d = &self.detectors[i];
+                let candidate = if count < d.min_digits {
+                    false
+                } else if d.digit_window == 0 || !windowed {
+                    true
+                } else {
+                    dense_regions(s, &digits, d.min_digits, d.digit_window, d.max_len, &mut regions[slot]);
+                    !regions[slot].is_empty()
+                };
+                if candidate {
                     words[i / 64] |= 1 << (i % 64);
                     any = true;
                 }
@@ -418,19 +536,28 @@ impl Engine {
             if words[i / 64] & (1 << (i % 64)) == 0 {
                 continue;
             }
-            let mut push = |m: regex::Match<'_>| {
-                if m.start() == m.end() || d.check.is_some_and(|check| !check(m.as_str())) {
-                    return;
-                }
-                hits.push(Hit { start: m.start(), end: m.end(), detector: i });
+            // The whole string, or only the dense stretches of a keyword-less detector.
+            let whole = [(0, s.len())];
+            let ranges: &[(usize, usize)] = match self.always.iter().position(|&a| a == i) {
+                Some(slot) if d.digit_window > 0 && !regions.is_empty() => &regions[slot],
+                _ => &whole,
             };
-            if d.capture == 0 {
-                // No capture slots needed: the faster search.
-                d.regex.find_iter(s).for_each(&mut push);
-            } else {
-                for caps in d.regex.captures_iter(s) {
-                    if let Some(m) = caps.get(d.capture).or_else(|| caps.get(0)) {
-                        push(m);
+            for &(from, to) in ranges {
+                let part = &s[from..to];
+                let mut push = |m: regex::Match<'_>| {
+                    if m.start() == m.end() || d.check.is_some_and(|check| !check(m.as_str())) {
+                        return;
+                    }
+                    hits.push(Hit { start: from + m.start(), end: from + m.end(), detector: i });
+                };
+                if d.capture == 0 {
+                    // No capture slots needed: the faster search.
+                    d.regex.find_iter(part).for_each(&mut push);
+                } else {
+                    for caps in d.regex.captures_iter(part) {
+                        if let Some(m) = caps.get(d.capture).or_else(|| caps.get(0)) {
+                            push(m);
+                        }
                     }
                 }
             }

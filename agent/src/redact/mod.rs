@@ -141,6 +141,8 @@ impl Redactor {
                 capture: f.capture,
                 check: f.check,
                 min_digits: f.min_digits,
+                digit_window: f.digit_window,
+                max_len: f.max_len,
                 min_len: detectors::SHORTEST_BUILT_IN_MATCH,
                 action: actions[j],
             });
@@ -154,6 +156,8 @@ impl Redactor {
                     capture: 0,
                     check: None,
                     min_digits: 0,
+                    digit_window: 0,
+                    max_len: 0,
                     min_len: 1,
                     action: c.action,
                 }),
@@ -522,6 +526,40 @@ mod tests {
 
     fn redactor() -> Redactor {
         Redactor::new(&McpRedactionPolicySpec::default())
+    }
+
+    #[test]
+    fn digit_detectors_find_matches_anywhere_in_long_strings_and_nothing_in_scattered_digits() {
+        let r = Redactor::new(&McpRedactionPolicySpec { redact_ip_addresses: true, ..Default::default() });
+        let filler = "Rollout of 3 services took 12 minutes; 7 pods restarted and 2 alerts fired. ".repeat(6);
+        // Long strings go through the dense-stretch search: at the start, middle and end,
+        // next to other digits, and at the very edges of the string.
+        let cases = [
+            ("4111 1111 1111 1111", "payment-card"),
+            ("078-05-1120", "us-ssn"),
+            ("GB82 WEST 1234 5698 7654 32", "iban"),
+            ("+44 20 7946 0958", "phone"),
+            ("10.1.2.3", "ip-address"),
+        ];
+        for (value, kind) in cases {
+            for text in [
+                format!("{value} {filler}"),
+                format!("{filler}see {value}, then {filler}"),
+                format!("{filler}2026-11-24T10:00:00Z {value}"),
+            ] {
+                let mut summary = BTreeMap::new();
+                let out = r.string(&text, &mut summary).unwrap_or_else(|| text.clone());
+                assert!(!out.contains(value), "{kind} not found in a {}-byte string: {out}", text.len());
+                assert!(summary.contains_key(kind), "{kind}: {summary:?}");
+            }
+        }
+        // Digits that never cluster are left alone.
+        let mut summary = BTreeMap::new();
+        assert_eq!(r.string(&filler, &mut summary), None, "{summary:?}");
+        // A digit run glued to letters is not split by a stretch boundary into a match.
+        let glued = format!("{filler}build{}x", "4111111111111111");
+        let mut summary = BTreeMap::new();
+        assert_eq!(r.string(&glued, &mut summary), None, "{summary:?}");
     }
 
     #[test]
