@@ -56,24 +56,21 @@ pub struct Csv {
 impl Csv {
     /// Opens `path` (`-` for stdout); the header is written when the file is new or empty.
     pub fn open(path: &str) -> std::io::Result<Self> {
-        let existing = path != "-" && std::fs::metadata(path).map(|m| m.len() > 0).unwrap_or(false);
-        Ok(Self { out: super::open_output(path)?, wrote_header: existing })
+        Ok(Self { out: super::open_output(path)?, wrote_header: has_rows(path) })
     }
 
     /// Writes a batch and flushes.
     pub fn write(&mut self, batch: &[AuditRecord]) -> Result<(), ExportError> {
+        let mut buf = Vec::new();
         if !self.wrote_header {
-            self.out.write_all(COLUMNS.join(",").as_bytes())?;
-            self.out.write_all(b"\r\n")?;
-            self.wrote_header = true;
+            push_row(&mut buf, COLUMNS);
         }
         for record in batch {
-            let cells = row(record);
-            let line: Vec<String> = cells.iter().map(|c| quote(c)).collect();
-            self.out.write_all(line.join(",").as_bytes())?;
-            self.out.write_all(b"\r\n")?;
+            push_row(&mut buf, &row(record));
         }
+        self.out.write_all(&buf)?;
         self.out.flush()?;
+        self.wrote_header = true;
         Ok(())
     }
 }
@@ -120,6 +117,22 @@ pub fn row(r: &AuditRecord) -> Vec<String> {
     ]
 }
 
+/// Whether the CSV file at `path` already holds rows (its header then too); stdout never does.
+pub(crate) fn has_rows(path: &str) -> bool {
+    path != "-" && std::fs::metadata(path).map(|m| m.len() > 0).unwrap_or(false)
+}
+
+/// Appends one row: each cell quoted ([`quote`]), comma-separated, CRLF-terminated.
+pub(crate) fn push_row<S: AsRef<str>>(buf: &mut Vec<u8>, cells: &[S]) {
+    for (i, cell) in cells.iter().enumerate() {
+        if i > 0 {
+            buf.push(b',');
+        }
+        buf.extend_from_slice(quote(cell.as_ref()).as_bytes());
+    }
+    buf.extend_from_slice(b"\r\n");
+}
+
 /// RFC 4180 quoting plus formula neutralisation.
 pub fn quote(cell: &str) -> String {
     let neutral = match cell.as_bytes().first() {
@@ -141,5 +154,28 @@ mod tests {
         assert_eq!(quote("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
         assert_eq!(quote("-32602"), "-32602");
         assert_eq!(quote("line\nbreak"), "\"line\nbreak\"");
+    }
+
+    #[test]
+    fn the_header_is_written_once_per_file_and_each_record_is_one_row() {
+        let record: AuditRecord = serde_json::from_value(serde_json::json!({
+            "timestamp": "2026-11-24T10:00:00Z", "observedTimestamp": "2026-11-24T10:00:00Z", "level": "INFO",
+            "eventType": "mcp-request", "identitySource": "unverified", "correlationId": "4bf92f3577b34da6a3ce929d0e0e4736",
+            "spanId": "00f067aa0ba902b7", "requestId": {"unique": "u-1"}, "method": "tools/call",
+            "direction": "client-to-server", "transport": "streamable-http", "server": {"name": "github"},
+            "bodyBytes": 10, "bodyTruncated": false, "redaction": {}
+        }))
+        .unwrap();
+        let path = std::env::temp_dir().join(format!("mcpl-csv-{}.csv", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let path_text = path.to_str().unwrap();
+        Csv::open(path_text).unwrap().write(&[record.clone(), record.clone()]).unwrap();
+        Csv::open(path_text).unwrap().write(&[record]).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let rows: Vec<&str> = text.split("\r\n").filter(|r| !r.is_empty()).collect();
+        assert_eq!(rows.len(), 4, "{text}");
+        assert_eq!(rows[0], COLUMNS.join(","));
+        assert!(rows[1..].iter().all(|r| r.contains(",tools/call,") && r.contains(",github,")), "{text}");
+        std::fs::remove_file(path).unwrap();
     }
 }

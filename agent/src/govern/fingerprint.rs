@@ -7,6 +7,7 @@
 //! The hash is the lowercase hex SHA-256 of those bytes. Field order, whitespace and
 //! unrelated fields (`_meta`, `icons`) do not change it; any change of a listed field does.
 
+use crate::mcp::trace::to_hex as hex;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -97,15 +98,6 @@ pub fn write_canonical(v: &Value, out: &mut String) {
 
 fn write_string(s: &str, out: &mut String) {
     out.push_str(&serde_json::to_string(s).expect("a string serializes"));
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
 }
 
 #[cfg(test)]

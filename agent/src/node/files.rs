@@ -18,8 +18,9 @@ use mcp_ledger_crds::record::attr::{self, resource};
 use prost::Message as _;
 use serde_json::{Map, Value};
 
-use crate::export::csv::quote;
+use crate::export::csv::{has_rows, push_row};
 use crate::export::proto::{AnyValue, ExportLogsServiceRequest, KeyValue, LogRecord, any_value};
+use crate::mcp::trace::to_hex as hex;
 
 /// CSV columns after the fixed ones (`timestamp` … `spanId`): attribute keys, except
 /// `k8s.workload`, which is the owner workload as `<kind>/<name>`.
@@ -104,14 +105,6 @@ fn object(attrs: &[KeyValue]) -> Map<String, Value> {
     attrs.iter().map(|kv| (kv.key.clone(), kv.value.as_ref().map_or(Value::Null, json))).collect()
 }
 
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
-
 fn time(nanos: u64) -> String {
     jiff::Timestamp::from_nanosecond(i128::from(nanos)).map(|t| t.to_string()).unwrap_or_default()
 }
@@ -175,6 +168,16 @@ enum Format {
     Csv { wrote_header: bool },
 }
 
+impl Format {
+    /// Metric label.
+    fn name(&self) -> &'static str {
+        match self {
+            Self::JsonLines => "jsonl",
+            Self::Csv { .. } => "csv",
+        }
+    }
+}
+
 struct FileSink {
     format: Format,
     out: Box<dyn Write + Send>,
@@ -197,25 +200,13 @@ impl FileSinks {
             sinks.push(FileSink { format: Format::JsonLines, out: crate::export::open_output(path)?, written: 0 });
         }
         if let Some(path) = csv {
-            let existing = path != "-" && std::fs::metadata(path).map(|m| m.len() > 0).unwrap_or(false);
             sinks.push(FileSink {
-                format: Format::Csv { wrote_header: existing },
+                format: Format::Csv { wrote_header: has_rows(path) },
                 out: crate::export::open_output(path)?,
                 written: 0,
             });
         }
         Ok((!sinks.is_empty()).then(|| Self { sinks, buf: Vec::new() }))
-    }
-
-    /// Metric labels of the sinks.
-    pub fn names(&self) -> Vec<&'static str> {
-        self.sinks
-            .iter()
-            .map(|s| match s.format {
-                Format::JsonLines => "jsonl",
-                Format::Csv { .. } => "csv",
-            })
-            .collect()
     }
 
     /// Writes the buffered request at position `seq` to every sink that has not written it
@@ -243,11 +234,11 @@ impl FileSinks {
             })
             .collect();
         let mut written = Vec::new();
-        let names = self.names();
-        for (sink, name) in self.sinks.iter_mut().zip(names) {
+        for sink in &mut self.sinks {
             if sink.written > seq {
                 continue;
             }
+            let name = sink.format.name();
             self.buf.clear();
             let fail = |e: std::io::Error| (name, e);
             match &mut sink.format {
@@ -260,13 +251,10 @@ impl FileSinks {
                 }
                 Format::Csv { wrote_header } => {
                     if !*wrote_header {
-                        self.buf.extend_from_slice(COLUMNS.join(",").as_bytes());
-                        self.buf.extend_from_slice(b"\r\n");
+                        push_row(&mut self.buf, COLUMNS);
                     }
                     for (record, resource) in &records {
-                        let cells: Vec<String> = row(record, resource).iter().map(|c| quote(c)).collect();
-                        self.buf.extend_from_slice(cells.join(",").as_bytes());
-                        self.buf.extend_from_slice(b"\r\n");
+                        push_row(&mut self.buf, &row(record, resource));
                     }
                 }
             }

@@ -24,6 +24,15 @@ use tokio::sync::watch;
 use crate::export::otlp::Otlp;
 use crate::metrics::Metrics;
 
+/// A new empty folder for a unit test, named after `name`.
+#[cfg(test)]
+pub(crate) fn test_dir(name: &str) -> std::path::PathBuf {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let dir = std::env::temp_dir().join(format!("mcpl-{name}-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 /// Runs the node agent until `shutdown` turns true.
 pub async fn run(options: relay::NodeOptions, admin: SocketAddr, shutdown: watch::Receiver<bool>) -> Result<()> {
     let metrics = Metrics::new();

@@ -71,16 +71,9 @@ fn request() -> Vec<u8> {
     .encode_to_vec()
 }
 
-fn temp_dir() -> std::path::PathBuf {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    let dir = std::env::temp_dir().join(format!("mcpl-files-{}-{nanos}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 #[test]
 fn each_record_becomes_one_json_line_with_resource_attributes_and_body() {
-    let dir = temp_dir();
+    let dir = crate::node::test_dir("files");
     let path = dir.join("records.jsonl");
     let mut sinks = FileSinks::open(Some(path.to_str().unwrap()), None).unwrap().expect("a sink");
     assert_eq!(sinks.write(0, &request()).unwrap(), (2, vec!["jsonl"]));
@@ -109,7 +102,7 @@ fn each_record_becomes_one_json_line_with_resource_attributes_and_body() {
 
 #[test]
 fn csv_rows_have_the_header_once_quoted_neutralised_cells_and_no_body() {
-    let dir = temp_dir();
+    let dir = crate::node::test_dir("files");
     let path = dir.join("records.csv");
     let path = path.to_str().unwrap();
     let mut sinks = FileSinks::open(None, Some(path)).unwrap().expect("a sink");
@@ -138,7 +131,7 @@ fn csv_rows_have_the_header_once_quoted_neutralised_cells_and_no_body() {
 
 #[test]
 fn a_position_already_written_is_not_written_again_in_the_same_run() {
-    let dir = temp_dir();
+    let dir = crate::node::test_dir("files");
     let path = dir.join("records.jsonl");
     let mut sinks = FileSinks::open(Some(path.to_str().unwrap()), None).unwrap().expect("a sink");
     let payload = request();

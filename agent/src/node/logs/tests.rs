@@ -5,17 +5,10 @@ use crate::export::proto::find_str as get;
 use crate::node::buffer::{BufferConfig, FullPolicy};
 use crate::node::enrich::PodFacts;
 
-fn temp(name: &str) -> PathBuf {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    let dir = std::env::temp_dir().join(format!("mcpl-logs-{name}-{}-{nanos}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 #[test]
 fn server_container_lines_are_redacted_enriched_buffered_once() {
-    let root = temp("root");
-    let state = temp("state");
+    let root = crate::node::test_dir("logs-root");
+    let state = crate::node::test_dir("logs-state");
     let dir = root.join("tools_github-1_uid-1/server");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::create_dir_all(root.join("tools_github-1_uid-1/mcp-ledger-agent")).unwrap();
