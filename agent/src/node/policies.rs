@@ -154,7 +154,27 @@ impl Policies {
 
     /// The policy the logs of McpServer `namespace/server` are redacted with, and what
     /// was wrong on the way (a missing or uncompilable policy), if anything.
-    pub fn effective(&self, namespace: &str, server: &str) -> (McpRedactionPolicySpec, Option<String>) {
+    pub fn effective(&mut self, namespace: &str, server: &str) -> (McpRedactionPolicySpec, Option<String>) {
+        let (spec, _, problem) = self.resolve(namespace, server);
+        (spec, problem)
+    }
+
+    /// The compiled redactor of `spec`, compiled once per distinct policy.
+    fn compile(&mut self, spec: &McpRedactionPolicySpec) -> Result<Arc<Redactor>, String> {
+        let text = serde_json::to_string(spec).unwrap_or_default();
+        if let Some(r) = self.compiled.get(&text) {
+            return Ok(r.clone());
+        }
+        let redactor = Arc::new(Redactor::compile(spec, None).map_err(|e| e.0.join("; "))?);
+        if self.compiled.len() >= MAX_COMPILED {
+            self.compiled.clear();
+        }
+        self.compiled.insert(text, redactor.clone());
+        Ok(redactor)
+    }
+
+    /// [`Self::effective`] with its compiled redactor.
+    fn resolve(&mut self, namespace: &str, server: &str) -> (McpRedactionPolicySpec, Arc<Redactor>, Option<String>) {
         let mut base = self
             .policies
             .get(&self.default_namespace, CLUSTER_DEFAULT_POLICY)
@@ -162,59 +182,53 @@ impl Policies {
             .map(hash_to_mask)
             .unwrap_or_default();
         let mut problem = None;
-        if let Err(e) = Redactor::compile(&base, None) {
-            problem = Some(format!(
-                "the cluster default McpRedactionPolicy {}/{CLUSTER_DEFAULT_POLICY} does not compile ({}); the \
-                 built-in defaults apply",
-                self.default_namespace,
-                e.0.join("; ")
-            ));
-            base = McpRedactionPolicySpec::default();
-        }
-        let Some(reference) = self.servers.get(namespace, server).cloned().flatten() else { return (base, problem) };
+        let base_redactor = match self.compile(&base) {
+            Ok(r) => r,
+            Err(e) => {
+                problem = Some(format!(
+                    "the cluster default McpRedactionPolicy {}/{CLUSTER_DEFAULT_POLICY} does not compile ({e}); the \
+                     built-in defaults apply",
+                    self.default_namespace,
+                ));
+                base = McpRedactionPolicySpec::default();
+                self.compile(&base).expect("the built-in defaults compile")
+            }
+        };
+        let Some(reference) = self.servers.get(namespace, server).cloned().flatten() else {
+            return (base, base_redactor, problem);
+        };
         let Some(own) = self.policies.get(namespace, &reference) else {
             let missing = format!(
                 "McpServer {namespace}/{server} names McpRedactionPolicy {reference}, which does not exist; its \
                  container logs are redacted with the cluster default"
             );
-            return (base, Some(missing));
+            return (base, base_redactor, Some(missing));
         };
         let merged = hash_to_mask(merge_policies(&base, own));
-        match Redactor::compile(&merged, None) {
-            Ok(_) => (merged, problem),
+        match self.compile(&merged) {
+            Ok(r) => (merged, r, problem),
             Err(e) => (
                 base,
+                base_redactor,
                 Some(format!(
                     "McpRedactionPolicy {namespace}/{reference} does not compile together with the cluster default \
-                     ({}); the container logs of {server} are redacted with the cluster default",
-                    e.0.join("; ")
+                     ({e}); the container logs of {server} are redacted with the cluster default"
                 )),
             ),
         }
     }
 
     /// The redactor for the logs of McpServer `namespace/server` (`server` empty or unknown:
-    /// the cluster default), compiled once per distinct policy.
+    /// the cluster default).
     pub fn redactor(&mut self, namespace: &str, server: &str) -> Arc<Redactor> {
         let key = (namespace.to_owned(), server.to_owned());
         if let Some(r) = self.by_server.get(&key) {
             return r.clone();
         }
-        let (spec, problem) = self.effective(namespace, server);
+        let (_, redactor, problem) = self.resolve(namespace, server);
         if let Some(problem) = problem {
             tracing::warn!(namespace, server, "{problem}");
         }
-        let text = serde_json::to_string(&spec).unwrap_or_default();
-        if self.compiled.len() >= MAX_COMPILED && !self.compiled.contains_key(&text) {
-            self.compiled.clear();
-        }
-        let redactor = self
-            .compiled
-            .entry(text)
-            .or_insert_with(|| {
-                Arc::new(Redactor::compile(&spec, None).unwrap_or_else(|_| Redactor::new(&Default::default())))
-            })
-            .clone();
         self.by_server.insert(key, redactor.clone());
         redactor
     }

@@ -375,10 +375,9 @@ pub struct Engine {
     prefilter: Option<AhoCorasick>,
     keyword_owner: Vec<usize>,
     always: Vec<usize>,
-    /// The fewest digits any keyword-less detector with a digit window needs.
+    /// The fewest digits any keyword-less detector with a digit window needs (none:
+    /// `usize::MAX`).
     fewest_digits: usize,
-    /// Whether any keyword-less detector has a digit window.
-    windows: bool,
     shortest: usize,
 }
 
@@ -461,10 +460,14 @@ impl Engine {
                 .build(&keywords)
                 .expect("keywords compile")
         });
-        let windowed = || always.iter().map(|&i| &compiled[i]).filter(|d| d.digit_window > 0);
-        let fewest_digits = windowed().map(|d| d.min_digits).min().unwrap_or(usize::MAX);
-        let windows = windowed().next().is_some();
-        Self { detectors: compiled, prefilter, keyword_owner, always, fewest_digits, windows, shortest }
+        let fewest_digits = always
+            .iter()
+            .map(|&i| &compiled[i])
+            .filter(|d| d.digit_window > 0)
+            .map(|d| d.min_digits)
+            .min()
+            .unwrap_or(usize::MAX);
+        Self { detectors: compiled, prefilter, keyword_owner, always, fewest_digits, shortest }
     }
 
     /// Heap bytes of the keyword automaton.
@@ -508,7 +511,7 @@ impl Engine {
             let mut digits: Vec<u32> = Vec::new();
             // A short string is searched whole: finding its dense stretches costs more than
             // the search it would save.
-            let windowed = self.windows && s.len() > WHOLE_UP_TO;
+            let windowed = s.len() > WHOLE_UP_TO;
             if count >= self.fewest_digits && windowed {
                 digits.extend(s.bytes().enumerate().filter(|(_, b)| b.is_ascii_digit()).map(|(i, _)| i as u32));
                 regions.resize(self.always.len(), Vec::new());
