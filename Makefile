@@ -57,7 +57,7 @@ e2e: toolchain ## Cluster tests against the cluster KUBECONFIG points to (print 
 	$(CARGO) build --locked -p mcp-ledger-operator --bin mcp-ledger-operator -p mcp-ledger-agent --bin mcp-ledger-agent
 	MCP_LEDGER_E2E=1 MCP_LEDGER_OPERATOR_BIN=$(CURDIR)/target/debug/mcp-ledger-operator \
 		MCP_LEDGER_AGENT_BIN=$(CURDIR)/target/debug/mcp-ledger-agent \
-		$(CARGO) test --locked -p mcp-ledger-tests --test 'e2e_*' -- --nocapture --test-threads=1
+		$(CARGO) test --locked --no-fail-fast -p mcp-ledger-tests --test 'e2e_*' -- --nocapture --test-threads=1
 
 IMAGE_TAG ?= $(shell sed -n 's/^appVersion: "\(.*\)"/\1/p' charts/mcp-ledger/Chart.yaml)
 

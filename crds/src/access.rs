@@ -34,7 +34,7 @@ pub struct McpAccessPolicySpec {
     /// McpServer names (or globs such as `github-*`) this policy applies to; empty means
     /// every McpServer in the namespace.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 64))]
+    #[schemars(length(max = 64), inner(length(min = 1, max = 253)))]
     pub servers: Vec<String>,
     /// The effect for a call that no rule matches. Defaults to `Deny`, the safe choice.
     #[serde(default = "default_deny")]
@@ -83,11 +83,11 @@ pub struct AccessRule {
     pub subjects: Vec<Subject>,
     /// McpServer names or globs; empty means the servers of the policy.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 64))]
+    #[schemars(length(max = 64), inner(length(min = 1, max = 253)))]
     pub servers: Vec<String>,
     /// Tool names or globs (`*` matches any tool); empty means every tool.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 256))]
+    #[schemars(length(max = 256), inner(length(min = 1, max = 256)))]
     pub tools: Vec<String>,
 }
 

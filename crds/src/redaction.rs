@@ -89,12 +89,12 @@ pub struct HeaderRules {
     pub mode: HeaderMode,
     /// Extra header names whose values are redacted (case-insensitive).
     #[serde(default)]
-    #[schemars(length(max = 256))]
+    #[schemars(length(max = 256), inner(length(min = 1, max = 256)))]
     #[x_kube(validation = Rule::new("self.all(h, h.matches('^[A-Za-z0-9!#$%&\\'*+.^_`|~-]+$'))").message("spec.headers.deny entries must be HTTP header names"))]
     pub deny: Vec<String>,
     /// Header names recorded as they are in `allow-list` mode (case-insensitive).
     #[serde(default)]
-    #[schemars(length(max = 256))]
+    #[schemars(length(max = 256), inner(length(min = 1, max = 256)))]
     #[x_kube(validation = Rule::new("self.all(h, h.matches('^[A-Za-z0-9!#$%&\\'*+.^_`|~-]+$'))").message("spec.headers.allow entries must be HTTP header names"))]
     pub allow: Vec<String>,
     /// What happens to a redacted header value.
@@ -200,7 +200,7 @@ pub struct CustomPattern {
     /// Optional literal keywords (case-insensitive): the regex only runs on strings that
     /// contain one of them, which keeps scanning fast.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 64))]
+    #[schemars(length(max = 64), inner(length(max = 256)))]
     pub keywords: Vec<String>,
     /// What happens to a match.
     #[serde(default)]

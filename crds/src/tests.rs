@@ -196,6 +196,74 @@ fn every_cel_rule_compiles() {
     }
 }
 
+/// The API server refuses a CRD whose CEL rules it estimates too costly to run, and it
+/// sizes every list and string without `maxItems`/`maxLength` by the largest request
+/// (found on a real 1.32 API server: `headers.deny` items had no `maxLength`). So under
+/// a rule that iterates (`all`, `exists`, …), every list is bounded, and so is every string
+/// inside a list item.
+fn assert_iterated_data_bounded(node: &Value, at: &str, in_item: bool) {
+    let map = node.as_object().unwrap_or_else(|| panic!("{at}: schema node is not an object"));
+    match map.get("type").and_then(Value::as_str) {
+        Some("array") => {
+            assert!(map.contains_key("maxItems"), "{at}: a list under an iterating CEL rule needs maxItems")
+        }
+        Some("string") if in_item && !map.contains_key("enum") => {
+            assert!(
+                map.contains_key("maxLength"),
+                "{at}: a string in a list item under an iterating CEL rule needs maxLength"
+            )
+        }
+        _ => {}
+    }
+    if let Some(Value::Object(props)) = map.get("properties") {
+        for (name, child) in props {
+            assert_iterated_data_bounded(child, &format!("{at}.{name}"), in_item);
+        }
+    }
+    if let Some(child @ Value::Object(_)) = map.get("items") {
+        assert_iterated_data_bounded(child, &format!("{at}[*]"), true);
+    }
+    if let Some(child @ Value::Object(_)) = map.get("additionalProperties") {
+        assert_iterated_data_bounded(child, &format!("{at}[*]"), true);
+    }
+}
+
+fn check_cel_cost_bounds(node: &Value, at: &str) -> usize {
+    let Some(map) = node.as_object() else { return 0 };
+    let mut checked = 0;
+    let iterates = map.get("x-kubernetes-validations").and_then(Value::as_array).is_some_and(|rules| {
+        rules
+            .iter()
+            .filter_map(|r| r["rule"].as_str())
+            .any(|r| [".all(", ".exists(", ".exists_one(", ".map(", ".filter("].iter().any(|m| r.contains(m)))
+    });
+    if iterates {
+        assert_iterated_data_bounded(node, at, false);
+        checked += 1;
+    }
+    if let Some(Value::Object(props)) = map.get("properties") {
+        for (name, child) in props {
+            checked += check_cel_cost_bounds(child, &format!("{at}.{name}"));
+        }
+    }
+    for key in ["items", "additionalProperties"] {
+        if let Some(child) = map.get(key) {
+            checked += check_cel_cost_bounds(child, &format!("{at}[{key}]"));
+        }
+    }
+    checked
+}
+
+#[test]
+fn iterating_cel_rules_only_see_bounded_data() {
+    let mut checked = 0;
+    for plural in ["mcpservers", "mcpserverreviews", "mcpredactionpolicies", "mcpaccesspolicies"] {
+        checked += check_cel_cost_bounds(&schema(&crd_file(plural)), plural);
+    }
+    // The redaction policy alone has four iterating rules (hash key, unique names, deny, allow).
+    assert!(checked >= 4, "only {checked} iterating rules found: the walk misses some");
+}
+
 #[test]
 fn a_good_mcp_server_is_admitted() {
     admit("mcpservers", &server(good_server_spec()), None).unwrap();
