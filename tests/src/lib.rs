@@ -75,6 +75,31 @@ pub async fn e2e_client(test: &str) -> Option<Client> {
     }
 }
 
+/// Runs `cleanup` with a client of its own on a thread and runtime of its own, and waits
+/// for it (at most 120 s). For `Drop`, which runs inside the test's runtime: a client made
+/// there is driven by that runtime, which is blocked while `Drop` waits, so calls through
+/// it would never finish.
+pub fn cleanup_blocking<F, Fut>(cleanup: F)
+where
+    F: FnOnce(Client) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    let _ = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+        rt.block_on(async move {
+            match Client::try_default().await {
+                Ok(client) => {
+                    if tokio::time::timeout(Duration::from_secs(120), cleanup(client)).await.is_err() {
+                        eprintln!("cleanup did not finish within 120 s");
+                    }
+                }
+                Err(e) => eprintln!("cleanup skipped: no client from KUBECONFIG: {e}"),
+            }
+        });
+    })
+    .join();
+}
+
 /// A unique, DNS-safe name for a test namespace.
 pub fn unique_namespace(prefix: &str) -> String {
     let nanos =

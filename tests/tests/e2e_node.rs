@@ -16,8 +16,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
-use kube::{Client, ResourceExt};
 use mcp_ledger_agent::export::proto::{
     self, ExportLogsServiceRequest, KeyValue, LogRecord, Resource, ResourceLogs, ScopeLogs,
 };
@@ -26,7 +26,6 @@ use prost::Message as _;
 use serde_json::{Value, json};
 
 struct Cleanup {
-    client: Client,
     agent: Option<Child>,
     namespace: String,
     dir: std::path::PathBuf,
@@ -38,14 +37,10 @@ impl Drop for Cleanup {
             let _ = child.kill();
             let _ = child.wait();
         }
-        let (client, ns) = (self.client.clone(), self.namespace.clone());
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            rt.block_on(async move {
-                let _ = Api::<Namespace>::all(client).delete(&ns, &DeleteParams::default()).await;
-            });
-        })
-        .join();
+        let ns = self.namespace.clone();
+        mcp_ledger_tests::cleanup_blocking(move |client| async move {
+            let _ = Api::<Namespace>::all(client).delete(&ns, &DeleteParams::default()).await;
+        });
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -110,7 +105,7 @@ async fn the_node_agent_enriches_and_redacts_from_the_real_api_server() {
     let ns = unique_namespace("mcpl-e2e-node");
     let dir = std::env::temp_dir().join(&ns);
     std::fs::create_dir_all(&dir).unwrap();
-    let mut cleanup = Cleanup { client: client.clone(), agent: None, namespace: ns.clone(), dir: dir.clone() };
+    let mut cleanup = Cleanup { agent: None, namespace: ns.clone(), dir: dir.clone() };
 
     let namespace: Namespace =
         serde_json::from_value(json!({"metadata": {"name": ns, "labels": {"team": "e2e-team"}}})).unwrap();

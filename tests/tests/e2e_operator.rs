@@ -26,7 +26,6 @@ use serde_json::{Value, json};
 
 /// Kills the operator and removes what the test registered, even when an assertion fails.
 struct Cleanup {
-    client: Client,
     operator: Option<Child>,
     webhook_name: String,
     namespaces: Vec<String>,
@@ -34,26 +33,34 @@ struct Cleanup {
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
+        // Namespaces first, while the operator runs: the finalizers of their McpServers
+        // need it. The webhooks go whatever happens, so no later test meets them.
+        let name = self.webhook_name.clone();
+        let namespaces = self.namespaces.clone();
+        mcp_ledger_tests::cleanup_blocking(move |client| async move {
+            let dp = DeleteParams::default();
+            let api = Api::<Namespace>::all(client.clone());
+            // One at a time, the servers' namespace first: its servers' finalizers write
+            // removal records into the operator's namespace, which goes last.
+            let gone = tokio::time::timeout(Duration::from_secs(60), async {
+                for ns in &namespaces {
+                    let _ = api.delete(ns, &dp).await;
+                    while matches!(api.get_opt(ns).await, Ok(Some(_))) {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            })
+            .await;
+            if gone.is_err() {
+                eprintln!("cleanup: namespaces {namespaces:?} were not all deleted within 60 s");
+            }
+            let _ = Api::<MutatingWebhookConfiguration>::all(client.clone()).delete(&name, &dp).await;
+            let _ = Api::<ValidatingWebhookConfiguration>::all(client.clone()).delete(&name, &dp).await;
+        });
         if let Some(mut child) = self.operator.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
-        let client = self.client.clone();
-        let name = self.webhook_name.clone();
-        let namespaces = self.namespaces.clone();
-        // Drop runs inside the test's runtime: do the API calls on a thread of its own.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            rt.block_on(async move {
-                let dp = DeleteParams::default();
-                let _ = Api::<MutatingWebhookConfiguration>::all(client.clone()).delete(&name, &dp).await;
-                let _ = Api::<ValidatingWebhookConfiguration>::all(client.clone()).delete(&name, &dp).await;
-                for ns in namespaces {
-                    let _ = Api::<Namespace>::all(client.clone()).delete(&ns, &dp).await;
-                }
-            });
-        })
-        .join();
     }
 }
 
@@ -226,12 +233,8 @@ async fn operator_keeps_the_inventory_and_injects_the_agent() {
         )
         .await
         .unwrap();
-    let mut cleanup = Cleanup {
-        client: client.clone(),
-        operator: None,
-        webhook_name: ns.clone(),
-        namespaces: vec![ns.clone(), operator_ns.clone()],
-    };
+    let mut cleanup =
+        Cleanup { operator: None, webhook_name: ns.clone(), namespaces: vec![ns.clone(), operator_ns.clone()] };
 
     // The operator, with a certificate for the address the API server calls.
     let host = std::env::var("MCP_LEDGER_E2E_WEBHOOK_HOST").unwrap_or_else(|_| "127.0.0.1".to_owned());
@@ -426,10 +429,26 @@ async fn operator_keeps_the_inventory_and_injects_the_agent() {
     })
     .await;
     let records: Value = serde_json::from_str(&history.data.unwrap()["history.json"]).unwrap();
-    let record = records.as_array().unwrap().iter().find(|r| r["name"] == "github").expect("a removal record");
-    assert_eq!(record["namespace"], json!(ns));
+    // The operator watches every namespace: other tests' servers may be in the history too.
+    let record = records
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "github" && r["namespace"] == json!(ns))
+        .unwrap_or_else(|| panic!("a removal record for {ns}/github: {records}"));
     assert_eq!(record["removedBy"], json!(me));
     assert_eq!(record["addedBy"], json!(me));
     assert!(record["removedAt"].is_string());
+
+    // Deleting the namespace with its servers: their finalizers let it go.
+    namespaces.delete(&ns, &DeleteParams::default()).await.unwrap();
+    eventually(120, "the namespace with McpServers to be deleted", || async {
+        namespaces.get_opt(&ns).await.ok()?.is_none().then_some(())
+    })
+    .await;
+    let history = Api::<ConfigMap>::namespaced(client.clone(), &operator_ns).get("mcp-ledger-history").await.unwrap();
+    let records: Value = serde_json::from_str(&history.data.unwrap()["history.json"]).unwrap();
+    let noport = records.as_array().unwrap().iter().any(|r| r["name"] == "noport" && r["namespace"] == json!(ns));
+    assert!(noport, "a removal record for {ns}/noport: {records}");
     drop(cleanup);
 }

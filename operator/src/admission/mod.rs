@@ -199,7 +199,10 @@ fn username(req: &AdmissionRequest<DynamicObject>) -> String {
 pub fn admit_server(req: &AdmissionRequest<DynamicObject>, redaction_policies: &[String], operator: &str) -> Decision {
     if req.operation == Operation::Delete {
         let mut d = Decision::allow(req);
-        if !req.dry_run {
+        // A collection delete (a namespace being deleted, `kubectl delete mcps --all`) is
+        // reviewed once, without a name: there is no one object to mark, so the history
+        // says `unknown` for who removed each server.
+        if !req.dry_run && !req.name.is_empty() {
             d.effects.push(Effect::RecordRemoval {
                 namespace: req.namespace.clone().unwrap_or_default(),
                 server: req.name.clone(),

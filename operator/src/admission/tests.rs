@@ -139,6 +139,26 @@ fn deleting_a_server_asks_to_record_who_did_it() {
 }
 
 #[test]
+fn a_collection_delete_is_admitted_without_marking_an_object() {
+    // What the API server sends for a namespace's deletion: one review, no name, no object.
+    let mut review: Value = serde_json::from_slice(&review_json(
+        SERVER,
+        "DELETE",
+        "system:serviceaccount:kube-system:namespace-controller",
+        None,
+        None,
+    ))
+    .unwrap();
+    assert_eq!(review["request"]["name"], "");
+    review["request"]["options"] =
+        json!({"kind": "DeleteOptions", "apiVersion": "meta.k8s.io/v1", "propagationPolicy": "Background"});
+    let req = parse_review(&serde_json::to_vec(&review).unwrap()).unwrap();
+    let d = admit_server(&req, &[], OPERATOR);
+    assert!(d.response.allowed);
+    assert!(d.effects.is_empty(), "{:?}", d.effects);
+}
+
+#[test]
 fn a_review_records_the_reviewer_and_a_rejection_needs_a_reason() {
     let object = json!({
         "apiVersion": "mcpledger.dev/v1alpha1", "kind": "McpServerReview",

@@ -303,9 +303,27 @@ pub async fn render_namespace(ns: &str, ctx: &Context) -> Result<()> {
         ..Default::default()
     };
     let patch = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": cm.metadata, "data": cm.data});
-    api.patch(names::AGENT_CONFIG_MAP, &PatchParams::apply(names::FIELD_MANAGER).force(), &Patch::Apply(&patch))
-        .await?;
-    Ok(())
+    match api
+        .patch(names::AGENT_CONFIG_MAP, &PatchParams::apply(names::FIELD_MANAGER).force(), &Patch::Apply(&patch))
+        .await
+    {
+        Ok(_) => Ok(()),
+        // Nothing can be created in a namespace being deleted, and its ConfigMap goes with
+        // it: not an error, or the finalizer of a server removed with its namespace would
+        // hold the namespace in Terminating for good.
+        Err(kube::Error::Api(s)) if namespace_terminating(&s) => {
+            tracing::debug!(namespace = ns, "namespace being deleted: agent ConfigMap not rendered");
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Whether the API server refused a write because the namespace is being deleted (the
+/// NamespaceLifecycle admission plugin's 403 with cause `NamespaceTerminating`).
+fn namespace_terminating(status: &kube::core::Status) -> bool {
+    status.code == 403
+        && status.details.as_ref().is_some_and(|d| d.causes.iter().any(|c| c.reason == "NamespaceTerminating"))
 }
 
 /// Reconciles one McpServerReview: whether its decision is applied.

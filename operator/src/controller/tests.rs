@@ -210,6 +210,54 @@ async fn a_deleted_server_is_written_to_the_history_before_its_finalizer_goes() 
 }
 
 #[tokio::test]
+async fn a_server_deleted_with_its_namespace_lets_the_namespace_go() {
+    // Found on a real API server: the namespace's deletion refuses every write there, and
+    // the cleanup's ConfigMap render failed on that, so the finalizer stayed for good.
+    let (ctx, mut api) = context();
+    let mut value = server();
+    value["metadata"]["deletionTimestamp"] = json!("2026-11-24T12:00:00Z");
+    let object: McpServer = serde_json::from_value(value.clone()).unwrap();
+    let mut sibling = server();
+    sibling["metadata"]["name"] = json!("gitlab");
+    sibling["metadata"]["uid"] = json!("9c1d");
+    let terminating = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden", "code": 403,
+        "message": "configmaps \"mcp-ledger-agent\" is forbidden: unable to create new content in namespace tools because it is being terminated",
+        "details": {"name": "mcp-ledger-agent", "kind": "configmaps", "causes": [
+            {"reason": "NamespaceTerminating", "message": "namespace tools is being terminated", "field": "metadata.namespace"}]}});
+    let scenario = tokio::spawn(async move {
+        let history = "/api/v1/namespaces/mcp-ledger/configmaps/mcp-ledger-history";
+        expect(&mut api, Method::GET, history, 404, not_found()).await;
+        let created = expect(&mut api, Method::POST, "/api/v1/namespaces/mcp-ledger/configmaps?", 201, json!({})).await;
+        let events = "/apis/events.k8s.io/v1/namespaces/tools/events";
+        expect(&mut api, Method::POST, events, 403, terminating.clone()).await;
+        // A sibling not yet marked for deletion: the ConfigMap would be applied, and is refused.
+        expect_render_reads(&mut api, vec![value.clone(), sibling]).await;
+        let configmap = "/api/v1/namespaces/tools/configmaps/mcp-ledger-agent";
+        expect(&mut api, Method::PATCH, configmap, 403, terminating).await;
+        let servers = "/apis/mcpledger.dev/v1alpha1/namespaces/tools/mcpservers/github";
+        let patch = expect(&mut api, Method::PATCH, servers, 200, value).await;
+        (created, patch)
+    });
+    reconcile_server(Arc::new(object), ctx).await.expect("cleanup succeeds in a namespace being deleted");
+    let (created, patch) = tokio::time::timeout(Duration::from_secs(5), scenario).await.unwrap().unwrap();
+    let history = inventory::parse_history(created["data"]["history.json"].as_str());
+    assert_eq!(history.iter().map(|r| r.uid.as_str()).collect::<Vec<_>>(), ["0b5e"]);
+    assert!(patch.to_string().contains("finalizers"), "the finalizer goes: {patch}");
+}
+
+#[test]
+fn only_the_namespace_lifecycle_refusal_counts_as_terminating() {
+    let status = |code: u16, cause: &str| -> kube::core::Status {
+        serde_json::from_value(json!({"status": "Failure", "code": code, "reason": "Forbidden", "message": "m",
+            "details": {"causes": [{"reason": cause}]}}))
+        .unwrap()
+    };
+    assert!(namespace_terminating(&status(403, "NamespaceTerminating")));
+    assert!(!namespace_terminating(&status(403, "FieldValueForbidden")), "an RBAC or policy refusal stays an error");
+    assert!(!namespace_terminating(&status(409, "NamespaceTerminating")));
+}
+
+#[tokio::test]
 async fn an_api_server_that_fails_is_an_error_with_a_bounded_label_and_a_backoff() {
     let (ctx, mut api) = context();
     let object: McpServer = serde_json::from_value(server()).unwrap();
