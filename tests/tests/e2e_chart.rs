@@ -12,7 +12,8 @@ use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, DeleteParams, PatchParams, PostParams};
+use serde::Deserialize as _;
 use serde_json::json;
 
 fn helm(args: &[&str]) -> std::process::Output {
@@ -81,4 +82,66 @@ async fn the_chart_installs_with_crds_established_and_webhooks_configured() {
     if let Err(e) = result {
         std::panic::resume_unwind(e.into_panic());
     }
+}
+
+/// Every value set the chart tests render (the defaults and each file in `ci/`) gives
+/// manifests the API server accepts in a server-side dry run: the real schemas, defaulting
+/// and validation of the cluster's own version. Kinds of CRDs the cluster does not serve
+/// (cert-manager, Prometheus Operator) are named and skipped.
+#[tokio::test]
+async fn every_value_set_renders_manifests_the_api_server_accepts() {
+    let Some(client) = mcp_ledger_tests::e2e_client("every_value_set_renders_manifests_the_api_server_accepts").await
+    else {
+        return;
+    };
+    let ns = mcp_ledger_tests::unique_namespace("mcpl-e2e-render");
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap())
+        .await
+        .unwrap();
+    let discovery = kube::Discovery::new(client.clone()).run().await.expect("API discovery");
+    let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/mcp-ledger");
+    let mut value_sets: Vec<Option<std::path::PathBuf>> = vec![None];
+    for entry in std::fs::read_dir(chart.join("ci")).unwrap() {
+        value_sets.push(Some(entry.unwrap().path()));
+    }
+    let (mut accepted, mut failures, mut skipped) = (0, Vec::new(), std::collections::BTreeSet::new());
+    for values in &value_sets {
+        let label = values.as_ref().map_or("defaults".to_owned(), |p| p.display().to_string());
+        let mut args = vec!["template", "e2e", chart.to_str().unwrap(), "--namespace", &ns];
+        if let Some(p) = values {
+            args.extend(["--values", p.to_str().unwrap()]);
+        }
+        let out = helm(&args);
+        assert!(out.status.success(), "helm template ({label}): {}", String::from_utf8_lossy(&out.stderr));
+        for doc in serde_yaml::Deserializer::from_slice(&out.stdout) {
+            let value = serde_json::Value::deserialize(doc).unwrap();
+            if value.is_null() {
+                continue;
+            }
+            let obj: kube::api::DynamicObject = serde_json::from_value(value.clone()).unwrap();
+            let types = obj.types.clone().expect("rendered objects have apiVersion and kind");
+            let gvk = kube::core::GroupVersionKind::try_from(&types).unwrap();
+            let Some((resource, caps)) = discovery.resolve_gvk(&gvk) else {
+                skipped.insert(format!("{}/{}", types.api_version, types.kind));
+                continue;
+            };
+            let api: Api<kube::api::DynamicObject> = if caps.scope == kube::discovery::Scope::Namespaced {
+                Api::namespaced_with(client.clone(), &ns, &resource)
+            } else {
+                Api::all_with(client.clone(), &resource)
+            };
+            let name = obj.metadata.name.clone().expect("rendered objects are named");
+            let params = PatchParams { dry_run: true, ..PatchParams::apply(mcp_ledger_tests::MANAGER).force() };
+            match api.patch(&name, &params, &kube::api::Patch::Apply(&value)).await {
+                Ok(_) => accepted += 1,
+                Err(e) => failures.push(format!("{label}: {} {name}: {e}", types.kind)),
+            }
+        }
+    }
+    let _ = namespaces.delete(&ns, &DeleteParams::default()).await;
+    eprintln!("{accepted} manifests accepted in a dry run; kinds not served by this cluster, skipped: {skipped:?}");
+    assert!(failures.is_empty(), "the API server refused rendered manifests:\n{}", failures.join("\n"));
+    assert!(accepted >= 20, "only {accepted} manifests were checked");
 }
