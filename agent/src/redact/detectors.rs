@@ -36,9 +36,15 @@ pub struct Family {
     pub kind: &'static str,
     /// Group.
     pub group: Group,
-    /// Literal keywords (case-insensitive); empty means "always a candidate" (then
-    /// `min_digits` is the prefilter).
+    /// Literal keywords (case-insensitive unless `exact_case`); empty means "always a
+    /// candidate" (then `min_digits` is the prefilter).
     pub keywords: &'static [&'static str],
+    /// The pattern is case-sensitive and holds each keyword as written: an occurrence in
+    /// another case cannot be part of a match.
+    pub exact_case: bool,
+    /// Every match starts with one of the keywords right after a `\b`: an occurrence
+    /// inside a word ("task" for `sk`) cannot start a match.
+    pub word_start: bool,
     /// The regular expression.
     pub pattern: &'static str,
     /// Which capture group is the secret (0: the whole match).
@@ -52,6 +58,9 @@ pub struct Family {
     pub digit_window: usize,
     /// The longest match of a family with a digit window, in bytes.
     pub max_len: usize,
+    /// Bytes every match holds (the dots of an IPv4 address, say): a short string without
+    /// them is not searched.
+    pub shape: Option<fn(&str) -> bool>,
     /// Off unless the policy turns it on.
     pub off_by_default: bool,
 }
@@ -61,14 +70,34 @@ const fn fam(kind: &'static str, group: Group, keywords: &'static [&'static str]
         kind,
         group,
         keywords,
+        exact_case: false,
+        word_start: false,
         pattern,
         capture: 0,
         check: None,
         min_digits: 0,
         digit_window: 0,
         max_len: 0,
+        shape: None,
         off_by_default: false,
     }
+}
+
+/// A case-sensitive family whose matches start with a keyword at a word boundary.
+const fn lit(f: Family) -> Family {
+    word(exact(f))
+}
+
+/// A family whose pattern holds its keywords case-sensitively, as written.
+const fn exact(mut f: Family) -> Family {
+    f.exact_case = true;
+    f
+}
+
+/// A family whose matches start with a keyword at a word boundary.
+const fn word(mut f: Family) -> Family {
+    f.word_start = true;
+    f
 }
 
 const fn cap(mut f: Family, capture: usize) -> Family {
@@ -109,35 +138,54 @@ fn card(v: &str) -> bool {
     checks::luhn(v) && checks::card_prefix(v)
 }
 
+fn count(s: &str, byte: u8) -> usize {
+    s.bytes().filter(|&b| b == byte).count()
+}
+
+/// An IPv4 match has three dots, an IPv6 match (the full form the pattern takes) seven colons.
+fn ip_shape(s: &str) -> bool {
+    count(s, b'.') >= 3 || count(s, b':') >= 7
+}
+
+/// An IBAN match starts with a two-letter country code in capitals.
+fn iban_shape(s: &str) -> bool {
+    s.bytes().filter(u8::is_ascii_uppercase).nth(1).is_some()
+}
+
+/// An SSN match has two dashes.
+fn ssn_shape(s: &str) -> bool {
+    count(s, b'-') >= 2
+}
+
 /// Every built-in family, in priority order (earlier families win overlapping matches).
 pub static FAMILIES: &[Family] = &[
     // --- private keys and structured tokens first: they contain shapes later families also match
-    fam(
+    exact(fam(
         "private-key",
         Group::Secrets,
-        &["-----begin"],
+        &["-----BEGIN"],
         r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----[\s\S]*?(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----|\z)",
-    ),
-    fam(
+    )),
+    lit(fam(
         "kubernetes-service-account-token",
         Group::Secrets,
-        &["eyj"],
+        &["eyJ"],
         r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]*(?:a3ViZXJuZXRlcy5pby9zZXJ2aWNlYWNjb3VudC|t1YmVybmV0ZXMuaW8vc2VydmljZWFjY291bn|rdWJlcm5ldGVzLmlvL3NlcnZpY2VhY2NvdW50)[A-Za-z0-9_-]*\.[A-Za-z0-9_-]{8,}",
-    ),
-    fam("jwt", Group::Secrets, &["eyj"], r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),
-    fam("anthropic-api-key", Group::Secrets, &["sk-ant-"], r"\bsk-ant-(?:api|admin|oat)\d{2}-[A-Za-z0-9_-]{32,}"),
-    fam(
+    )),
+    lit(fam("jwt", Group::Secrets, &["eyJ"], r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")),
+    lit(fam("anthropic-api-key", Group::Secrets, &["sk-ant-"], r"\bsk-ant-(?:api|admin|oat)\d{2}-[A-Za-z0-9_-]{32,}")),
+    lit(fam(
         "openai-api-key",
         Group::Secrets,
         &["sk-"],
         r"\bsk-(?:proj-|svcacct-|admin-|None-)?[A-Za-z0-9_-]{20,}T3BlbkFJ[A-Za-z0-9_-]{20,}|\bsk-(?:proj|svcacct|admin)-[A-Za-z0-9_-]{40,}",
-    ),
-    fam(
+    )),
+    lit(fam(
         "aws-access-key-id",
         Group::Secrets,
-        &["akia", "asia", "abia", "acca", "a3t"],
+        &["AKIA", "ASIA", "ABIA", "ACCA", "A3T"],
         r"\b(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16}\b",
-    ),
+    )),
     cap(
         fam(
             "aws-secret-access-key",
@@ -147,44 +195,49 @@ pub static FAMILIES: &[Family] = &[
         ),
         1,
     ),
-    fam("github-pat", Group::Secrets, &["ghp_"], r"\bghp_[A-Za-z0-9]{36}\b"),
-    fam("github-fine-grained-pat", Group::Secrets, &["github_pat_"], r"\bgithub_pat_[A-Za-z0-9]{22}_[A-Za-z0-9]{59}\b"),
-    fam("github-oauth-token", Group::Secrets, &["gho_"], r"\bgho_[A-Za-z0-9]{36}\b"),
-    fam("github-app-token", Group::Secrets, &["ghu_", "ghs_"], r"\bgh[us]_[A-Za-z0-9]{36}\b"),
-    fam("github-refresh-token", Group::Secrets, &["ghr_"], r"\bghr_[A-Za-z0-9]{36,76}\b"),
-    fam(
+    lit(fam("github-pat", Group::Secrets, &["ghp_"], r"\bghp_[A-Za-z0-9]{36}\b")),
+    lit(fam(
+        "github-fine-grained-pat",
+        Group::Secrets,
+        &["github_pat_"],
+        r"\bgithub_pat_[A-Za-z0-9]{22}_[A-Za-z0-9]{59}\b",
+    )),
+    lit(fam("github-oauth-token", Group::Secrets, &["gho_"], r"\bgho_[A-Za-z0-9]{36}\b")),
+    lit(fam("github-app-token", Group::Secrets, &["ghu_", "ghs_"], r"\bgh[us]_[A-Za-z0-9]{36}\b")),
+    lit(fam("github-refresh-token", Group::Secrets, &["ghr_"], r"\bghr_[A-Za-z0-9]{36,76}\b")),
+    lit(fam(
         "gitlab-token",
         Group::Secrets,
         &["glpat-", "gldt-", "glrt-", "glptt-", "glsoat-", "glcbt-", "glffct-"],
         r"\bgl(?:pat|dt|rt|ptt|soat|cbt|ffct)-[A-Za-z0-9_-]{20,}",
-    ),
-    fam(
+    )),
+    lit(fam(
         "slack-token",
         Group::Secrets,
         &["xoxb-", "xoxp-", "xoxa-", "xoxr-", "xoxs-", "xoxe"],
         r"\bxox(?:[abprs]|e(?:\.xox[bp])?)-[A-Za-z0-9-]{10,}",
-    ),
-    fam("slack-app-token", Group::Secrets, &["xapp-"], r"\bxapp-\d-[A-Z0-9]+-\d+-[a-f0-9]{20,}"),
-    fam(
+    )),
+    lit(fam("slack-app-token", Group::Secrets, &["xapp-"], r"\bxapp-\d-[A-Z0-9]+-\d+-[a-f0-9]{20,}")),
+    exact(fam(
         "slack-webhook-url",
         Group::Secrets,
         &["hooks.slack.com"],
         r"https://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9/_+-]{20,}",
-    ),
-    fam(
+    )),
+    lit(fam(
         "stripe-key",
         Group::Secrets,
         &["sk_live_", "sk_test_", "rk_live_", "rk_test_", "whsec_"],
         r"\b(?:(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}|whsec_[A-Za-z0-9]{24,})",
-    ),
-    fam("google-api-key", Group::Secrets, &["aiza"], r"\bAIza[0-9A-Za-z_-]{35}"),
+    )),
+    lit(fam("google-api-key", Group::Secrets, &["AIza"], r"\bAIza[0-9A-Za-z_-]{35}")),
     cap(
-        fam(
+        exact(fam(
             "gcp-service-account-key-id",
             Group::Secrets,
             &["private_key_id"],
             r#""private_key_id"\s*:\s*"([a-f0-9]{40})""#,
-        ),
+        )),
         1,
     ),
     cap(fam("azure-storage-key", Group::Secrets, &["accountkey="], r"(?i)AccountKey=([A-Za-z0-9+/]{86}==)"), 1),
@@ -198,22 +251,22 @@ pub static FAMILIES: &[Family] = &[
         1,
     ),
     cap(
-        fam(
+        word(fam(
             "database-connection-string",
             Group::Secrets,
             &["postgres", "mysql", "mongodb", "redis", "amqp", "mssql", "sqlserver", "jdbc"],
             r"(?i)\b(?:jdbc:)?(?:postgres(?:ql)?|mysql|mariadb|mongodb(?:\+srv)?|rediss?|amqps?|mssql|sqlserver)://[^\s:@/]*:([^\s@/]+)@",
-        ),
+        )),
         1,
     ),
     cap(fam("url-credentials", Group::Secrets, &["://"], r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:@/]+:([^\s@/]{3,})@"), 1),
-    cap(fam("bearer-token", Group::Secrets, &["bearer"], r"(?i)\bbearer\s+([A-Za-z0-9._~+/-]{16,}=*)"), 1),
-    cap(fam("basic-auth", Group::Secrets, &["basic "], r"(?i)\bbasic\s+([A-Za-z0-9+/]{12,}={0,2})"), 1),
-    fam("npm-token", Group::Secrets, &["npm_"], r"\bnpm_[A-Za-z0-9]{36}\b"),
-    fam("pypi-token", Group::Secrets, &["pypi-ageichlwas5vcmc"], r"\bpypi-AgEIcHlwaS5vcmc[A-Za-z0-9_-]{50,}"),
-    fam("twilio-api-key", Group::Secrets, &["sk"], r"\bSK[0-9a-f]{32}\b"),
+    cap(word(fam("bearer-token", Group::Secrets, &["bearer"], r"(?i)\bbearer\s+([A-Za-z0-9._~+/-]{16,}=*)")), 1),
+    cap(word(fam("basic-auth", Group::Secrets, &["basic "], r"(?i)\bbasic\s+([A-Za-z0-9+/]{12,}={0,2})")), 1),
+    lit(fam("npm-token", Group::Secrets, &["npm_"], r"\bnpm_[A-Za-z0-9]{36}\b")),
+    lit(fam("pypi-token", Group::Secrets, &["pypi-AgEIcHlwaS5vcmc"], r"\bpypi-AgEIcHlwaS5vcmc[A-Za-z0-9_-]{50,}")),
+    lit(fam("twilio-api-key", Group::Secrets, &["SK"], r"\bSK[0-9a-f]{32}\b")),
     cap(fam("twilio-auth-token", Group::Secrets, &["twilio"], r#"(?i)twilio[\w\s"':=-]{0,30}?\b([0-9a-f]{32})\b"#), 1),
-    fam("sendgrid-api-key", Group::Secrets, &["sg."], r"\bSG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}"),
+    lit(fam("sendgrid-api-key", Group::Secrets, &["SG."], r"\bSG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}")),
     cap(
         fam(
             "datadog-api-key",
@@ -223,38 +276,38 @@ pub static FAMILIES: &[Family] = &[
         ),
         1,
     ),
-    fam("vault-token", Group::Secrets, &["hvs.", "hvb.", "hvr."], r"\bhv[sbr]\.[A-Za-z0-9_-]{24,}"),
-    fam(
+    lit(fam("vault-token", Group::Secrets, &["hvs.", "hvb.", "hvr."], r"\bhv[sbr]\.[A-Za-z0-9_-]{24,}")),
+    lit(fam(
         "shopify-token",
         Group::Secrets,
         &["shpat_", "shpss_", "shpca_", "shppa_"],
         r"\bshp(?:at|ss|ca|pa)_[a-fA-F0-9]{32}\b",
-    ),
-    fam("huggingface-token", Group::Secrets, &["hf_"], r"\bhf_[A-Za-z]{34}\b"),
-    fam("digitalocean-token", Group::Secrets, &["dop_v1_", "doo_v1_", "dor_v1_"], r"\bdo[opr]_v1_[a-f0-9]{64}\b"),
-    fam("mailgun-api-key", Group::Secrets, &["key-"], r"\bkey-[0-9a-f]{32}\b"),
-    fam(
+    )),
+    lit(fam("huggingface-token", Group::Secrets, &["hf_"], r"\bhf_[A-Za-z]{34}\b")),
+    lit(fam("digitalocean-token", Group::Secrets, &["dop_v1_", "doo_v1_", "dor_v1_"], r"\bdo[opr]_v1_[a-f0-9]{64}\b")),
+    lit(fam("mailgun-api-key", Group::Secrets, &["key-"], r"\bkey-[0-9a-f]{32}\b")),
+    lit(fam(
         "square-token",
         Group::Secrets,
-        &["sq0atp-", "sq0csp-", "eaaa"],
+        &["sq0atp-", "sq0csp-", "EAAA"],
         r"\b(?:sq0atp-[0-9A-Za-z_-]{22}|sq0csp-[0-9A-Za-z_-]{43}|EAAA[0-9A-Za-z_-]{60})",
-    ),
-    fam("atlassian-api-token", Group::Secrets, &["atatt3"], r"\bATATT3[A-Za-z0-9_=-]{180,}"),
-    fam("linear-api-key", Group::Secrets, &["lin_api_"], r"\blin_api_[A-Za-z0-9]{40}\b"),
-    fam(
+    )),
+    lit(fam("atlassian-api-token", Group::Secrets, &["ATATT3"], r"\bATATT3[A-Za-z0-9_=-]{180,}")),
+    lit(fam("linear-api-key", Group::Secrets, &["lin_api_"], r"\blin_api_[A-Za-z0-9]{40}\b")),
+    lit(fam(
         "doppler-token",
         Group::Secrets,
         &["dp.pt.", "dp.st.", "dp.sa."],
         r"\bdp\.(?:pt|st|sa|ct|scim|audit)\.[A-Za-z0-9]{40,44}\b",
-    ),
-    fam("databricks-token", Group::Secrets, &["dapi"], r"\bdapi[a-f0-9]{32}(?:-\d)?\b"),
-    fam(
+    )),
+    lit(fam("databricks-token", Group::Secrets, &["dapi"], r"\bdapi[a-f0-9]{32}(?:-\d)?\b")),
+    exact(fam(
         "discord-webhook-url",
         Group::Secrets,
         &["discord.com/api/webhooks", "discordapp.com/api/webhooks"],
         r"https://(?:ptb\.|canary\.)?discord(?:app)?\.com/api/webhooks/\d+/[A-Za-z0-9_-]{60,}",
-    ),
-    fam("telegram-bot-token", Group::Secrets, &[":aa"], r"\b\d{8,10}:AA[A-Za-z0-9_-]{33}\b"),
+    )),
+    exact(fam("telegram-bot-token", Group::Secrets, &[":AA"], r"\b\d{8,10}:AA[A-Za-z0-9_-]{33}\b")),
     checked(
         cap(
             fam(
@@ -270,12 +323,12 @@ pub static FAMILIES: &[Family] = &[
     // --- environment dumps: NAME=value lines and NAME: value maps with sensitive names
     checked(
         cap(
-            fam(
+            exact(fam(
                 "env-secret",
                 Group::Env,
-                &["key", "token", "secret", "password", "passwd", "credential", "pwd", "auth"],
+                &["KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "PWD", "AUTH"],
                 r"(?m)^[ \t]*(?:export[ \t]+)?[A-Z][A-Z0-9_]*(?:KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIALS?|PWD|AUTH)[A-Z0-9_]*[ \t]*(?:=|:[ \t])[ \t]*(.+?)[ \t]*$",
-            ),
+            )),
             1,
         ),
         env_value,
@@ -296,6 +349,7 @@ pub static FAMILIES: &[Family] = &[
             min_digits: 9,
             digit_window: 11,
             max_len: 11,
+            shape: Some(ssn_shape),
             ..fam("us-ssn", Group::Pii, &[], r"\b\d{3}-\d{2}-\d{4}\b")
         },
         checks::ssn,
@@ -305,6 +359,7 @@ pub static FAMILIES: &[Family] = &[
             min_digits: 10,
             digit_window: 43,
             max_len: 43,
+            shape: Some(iban_shape),
             ..fam("iban", Group::Pii, &[], r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b")
         },
         checks::iban,
@@ -324,6 +379,7 @@ pub static FAMILIES: &[Family] = &[
         min_digits: 4,
         digit_window: 39,
         max_len: 39,
+        shape: Some(ip_shape),
         off_by_default: true,
         ..fam(
             "ip-address",
@@ -338,8 +394,13 @@ pub static FAMILIES: &[Family] = &[
 pub struct Detector {
     /// Kind name.
     pub kind: String,
-    /// Prefilter keywords (case-insensitive); empty: a candidate for every string.
+    /// Prefilter keywords (case-insensitive unless `exact_case`); empty: a candidate for
+    /// every string.
     pub keywords: Vec<String>,
+    /// Only an occurrence of a keyword in the case written makes it a candidate.
+    pub exact_case: bool,
+    /// Only an occurrence of a keyword that starts a word makes it a candidate.
+    pub word_start: bool,
     /// The pattern.
     pub regex: Regex,
     /// The capture group that holds the secret (0: the whole match).
@@ -354,6 +415,8 @@ pub struct Detector {
     pub max_len: usize,
     /// The shortest text this detector can match.
     pub min_len: usize,
+    /// Bytes every match holds (see [`Family::shape`]).
+    pub shape: Option<fn(&str) -> bool>,
     /// What happens to a match.
     pub action: mcp_ledger_crds::redaction::Action,
 }
@@ -374,6 +437,9 @@ pub struct Engine {
     detectors: Vec<Detector>,
     prefilter: Option<AhoCorasick>,
     keyword_owner: Vec<usize>,
+    /// Per keyword: its bytes as written when only that case counts, and whether it
+    /// must start a word.
+    keyword_guard: Vec<(Option<Box<[u8]>>, bool)>,
     always: Vec<usize>,
     /// The fewest digits any keyword-less detector with a digit window needs (none:
     /// `usize::MAX`).
@@ -430,6 +496,10 @@ fn dense_regions(s: &str, digits: &[u32], min: usize, window: usize, longest: us
     out.truncate(merged);
 }
 
+fn is_ascii_word(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
 /// No built-in family matches fewer bytes than this (the shortest is an email address
 /// like `a@b.io`), so shorter strings are not scanned unless a custom pattern is set.
 pub const SHORTEST_BUILT_IN_MATCH: usize = 6;
@@ -440,6 +510,7 @@ impl Engine {
         let shortest = compiled.iter().map(|d| d.min_len).min().unwrap_or(usize::MAX);
         let mut keywords = Vec::new();
         let mut keyword_owner = Vec::new();
+        let mut keyword_guard = Vec::new();
         let mut always = Vec::new();
         for (i, d) in compiled.iter().enumerate() {
             if d.keywords.is_empty() {
@@ -448,6 +519,7 @@ impl Engine {
             for k in &d.keywords {
                 keywords.push(k.to_ascii_lowercase());
                 keyword_owner.push(i);
+                keyword_guard.push((d.exact_case.then(|| k.as_bytes().into()), d.word_start));
             }
         }
         let prefilter = (!keywords.is_empty()).then(|| {
@@ -467,7 +539,7 @@ impl Engine {
             .map(|d| d.min_digits)
             .min()
             .unwrap_or(usize::MAX);
-        Self { detectors: compiled, prefilter, keyword_owner, always, fewest_digits, shortest }
+        Self { detectors: compiled, prefilter, keyword_owner, keyword_guard, always, fewest_digits, shortest }
     }
 
     /// Heap bytes of the keyword automaton.
@@ -497,8 +569,19 @@ impl Engine {
         };
         let mut any = false;
         if let Some(ac) = &self.prefilter {
+            let bytes = s.as_bytes();
             for m in ac.find_overlapping_iter(s) {
-                let i = self.keyword_owner[m.pattern().as_usize()];
+                let k = m.pattern().as_usize();
+                let i = self.keyword_owner[k];
+                let (exact, word_start) = &self.keyword_guard[k];
+                // Inside a word (an ASCII word byte before it) `\b` cannot hold; a byte
+                // past ASCII may be a Unicode letter or not, so it does not rule out.
+                if *word_start && m.start() > 0 && is_ascii_word(bytes[m.start() - 1]) {
+                    continue;
+                }
+                if exact.as_deref().is_some_and(|e| &bytes[m.start()..m.end()] != e) {
+                    continue;
+                }
                 words[i / 64] |= 1 << (i % 64);
                 any = true;
             }
@@ -518,7 +601,9 @@ impl Engine {
             }
             for (slot, &i) in self.always.iter().enumerate() {
                 let d = &self.detectors[i];
-                let candidate = if count < d.min_digits {
+                // The shape is checked where the whole string would be searched: a long
+                // one is searched only in its dense stretches.
+                let candidate = if count < d.min_digits || !windowed && d.shape.is_some_and(|shape| !shape(s)) {
                     false
                 } else if d.digit_window == 0 || !windowed {
                     true

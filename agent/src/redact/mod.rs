@@ -137,6 +137,8 @@ impl Redactor {
             compiled.push(detectors::Detector {
                 kind: f.kind.to_owned(),
                 keywords: f.keywords.iter().map(|k| (*k).to_owned()).collect(),
+                exact_case: f.exact_case,
+                word_start: f.word_start,
                 regex,
                 capture: f.capture,
                 check: f.check,
@@ -144,6 +146,7 @@ impl Redactor {
                 digit_window: f.digit_window,
                 max_len: f.max_len,
                 min_len: detectors::SHORTEST_BUILT_IN_MATCH,
+                shape: f.shape,
                 action: actions[j],
             });
         }
@@ -152,6 +155,8 @@ impl Redactor {
                 Ok(regex) => compiled.push(detectors::Detector {
                     kind: c.name.clone(),
                     keywords: c.keywords.clone(),
+                    exact_case: false,
+                    word_start: false,
                     regex,
                     capture: 0,
                     check: None,
@@ -159,6 +164,7 @@ impl Redactor {
                     digit_window: 0,
                     max_len: 0,
                     min_len: 1,
+                    shape: None,
                     action: c.action,
                 }),
                 Err(e) => errors.push(format!(
@@ -329,7 +335,10 @@ impl Redactor {
                     if track {
                         path.push(jsonpath::Step::Key(key.clone()));
                     }
-                    let fate = if is_secret_key(key)
+                    let fate = if key == "traceparent" && v.as_str().is_some_and(is_traceparent) {
+                        // `_meta.traceparent`, as in the header.
+                        Fate::Keep
+                    } else if is_secret_key(key)
                         && !matches!(v, Value::Null | Value::Object(_) | Value::Array(_) | Value::Bool(_))
                     {
                         *summary.entry("secret-key".to_owned()).or_default() += 1;
@@ -412,9 +421,7 @@ impl Redactor {
 
     /// A header value that is not sensitive by name, after the detectors.
     fn header_value(&self, name: &str, value: &str, summary: &mut BTreeMap<String, u32>) -> String {
-        // A well-formed W3C trace context is hex ids and flags: nothing to find, and new
-        // on every request.
-        if name == "traceparent" && value.len() == 55 && crate::mcp::trace::TraceContext::parse(value).is_some() {
+        if name == "traceparent" && is_traceparent(value) {
             return value.to_owned();
         }
         if self.clean_header_values.lock().expect("header cache lock").contains(value) {
@@ -492,6 +499,12 @@ enum Scan {
     DropPayload(String),
 }
 
+/// A well-formed W3C `traceparent` is hex ids and flags: nothing to find (a trace id of
+/// digits only would look like a card number), and new on every request.
+fn is_traceparent(value: &str) -> bool {
+    value.len() == 55 && crate::mcp::trace::TraceContext::parse(value).is_some()
+}
+
 /// Whether an object key names a secret (`api_key`, `clientSecret`, `X-Auth-Token`, …):
 /// compared lower-cased without `_` and `-`. Called for every key of every message, so
 /// ASCII keys are folded on the stack.
@@ -526,6 +539,75 @@ mod tests {
 
     fn redactor() -> Redactor {
         Redactor::new(&McpRedactionPolicySpec::default())
+    }
+
+    #[test]
+    fn a_well_formed_meta_traceparent_is_kept_and_anything_else_there_is_scanned() {
+        let r = Redactor::new(&McpRedactionPolicySpec { redact_ip_addresses: true, ..Default::default() });
+        // A trace id of digits only: the card and phone detectors would take it for one.
+        let tp = "00-41111111111111114111111111111111-1111111111111111-01";
+        let mut v = json!({"params": {"_meta": {"traceparent": tp}}});
+        let mut summary = BTreeMap::new();
+        r.json(&mut v, &mut summary);
+        assert_eq!(v["params"]["_meta"]["traceparent"], tp, "{summary:?}");
+        // Under the same key, a value that is not a trace context is scanned like any other.
+        let mut v = json!({"params": {"_meta": {"traceparent": "card 4111 1111 1111 1111"}}});
+        r.json(&mut v, &mut summary);
+        assert_eq!(v["params"]["_meta"]["traceparent"], "card [REDACTED:payment-card]");
+        // The shape prechecks: strings without the dots, capitals or dashes of a match.
+        for (text, kind) in [("10.1.2.3", "ip-address"), ("GB82WEST12345698765432", "iban"), ("078-05-1120", "us-ssn")]
+        {
+            let mut summary = BTreeMap::new();
+            assert!(r.string(&format!("see {text} here"), &mut summary).is_some(), "{kind}");
+            assert!(summary.contains_key(kind), "{kind}: {summary:?}");
+        }
+        let mut summary = BTreeMap::new();
+        assert_eq!(r.string("build 2026-11-24 10 1 2 3 gb82 west", &mut summary), None, "{summary:?}");
+    }
+
+    #[test]
+    fn keyword_guards_only_skip_occurrences_that_cannot_start_a_match() {
+        // What each guard relies on, for every family that has one.
+        for f in detectors::FAMILIES {
+            if f.word_start {
+                let pattern = f.pattern.strip_prefix("(?i)").unwrap_or(f.pattern);
+                assert!(pattern.starts_with(r"\b"), "{}: word_start needs a pattern that starts with \\b", f.kind);
+                for k in f.keywords {
+                    assert!(
+                        k.as_bytes()[0].is_ascii_alphanumeric(),
+                        "{}: keyword {k:?} must start with a word byte",
+                        f.kind
+                    );
+                }
+            }
+            if f.exact_case {
+                assert!(!f.pattern.contains("(?i)"), "{}: exact_case needs a case-sensitive pattern", f.kind);
+            }
+        }
+        let r = redactor();
+        let hex32 = "0123456789abcdef0123456789abcdef";
+        let cases = [
+            // Occurrences inside words and in the wrong case come first; the real one later.
+            (format!("ask the task desk about SK{hex32}"), "twilio-api-key"),
+            (format!("monkey-patched, then key-{hex32}"), "mailgun-api-key"),
+            ("akia and Akia, then AKIAIOSFODNN7EXAMPLE".to_owned(), "aws-access-key-id"),
+            ("a key, a token, a secret\nexport GITHUB_TOKEN=ghx-not-a-real-one".to_owned(), "env-secret"),
+            ("Bearer-less text, then Authorization: Bearer abcdefghijklmnop1234".to_owned(), "bearer-token"),
+            // After a byte past ASCII the guard keeps the occurrence (\b may hold there).
+            (format!("é SK{hex32}"), "twilio-api-key"),
+        ];
+        for (text, kind) in cases {
+            let mut summary = BTreeMap::new();
+            let out = r.string(&text, &mut summary).unwrap_or_else(|| text.clone());
+            assert!(summary.contains_key(kind), "{kind} not found in {text:?}: {out} {summary:?}");
+        }
+        // Occurrences that cannot start a match leave the string alone.
+        for text in
+            ["ask the task desk", "monkey-wrench and turkey-dinner", "the api key and the token", "eyjafjallajokull"]
+        {
+            let mut summary = BTreeMap::new();
+            assert_eq!(r.string(text, &mut summary), None, "{text}: {summary:?}");
+        }
     }
 
     #[test]
