@@ -100,6 +100,24 @@ where
     .join();
 }
 
+/// A CA and a serving certificate for `host` (an IP address or a DNS name), generated
+/// for the run: (CA PEM, certificate PEM, key PEM).
+pub fn pki(host: &str) -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, SanType};
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, "mcp-ledger e2e CA");
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().expect("a key")).expect("a CA");
+    let mut leaf = CertificateParams::new(Vec::<String>::new()).expect("leaf parameters");
+    leaf.subject_alt_names.push(match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => SanType::IpAddress(ip),
+        Err(_) => SanType::DnsName(host.try_into().expect("a DNS name")),
+    });
+    let key = KeyPair::generate().expect("a key");
+    let cert = leaf.signed_by(&key, &ca).expect("a certificate");
+    (ca.pem(), cert.pem(), key.serialize_pem())
+}
+
 /// A unique, DNS-safe name for a test namespace.
 pub fn unique_namespace(prefix: &str) -> String {
     let nanos =

@@ -8,7 +8,7 @@
 //! a Reject review shows in status with its reason; bad objects are refused with messages
 //! that say what to fix; a deleted server leaves a removal record in the history.
 
-use std::net::{IpAddr, TcpListener};
+use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -21,7 +21,6 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams};
 use kube::{Client, ResourceExt};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, SanType};
 use serde_json::{Value, json};
 
 /// Kills the operator and removes what the test registered, even when an assertion fails.
@@ -77,21 +76,6 @@ where
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     panic!("timed out after {secs} s waiting for: {what}");
-}
-
-fn pki(host: &str) -> (String, String, String) {
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name.push(DnType::CommonName, "mcp-ledger e2e CA");
-    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
-    let mut leaf = CertificateParams::new(Vec::<String>::new()).unwrap();
-    leaf.subject_alt_names.push(match host.parse::<IpAddr>() {
-        Ok(ip) => SanType::IpAddress(ip),
-        Err(_) => SanType::DnsName(host.try_into().unwrap()),
-    });
-    let key = KeyPair::generate().unwrap();
-    let cert = leaf.signed_by(&key, &ca).unwrap();
-    (ca.pem(), cert.pem(), key.serialize_pem())
 }
 
 fn operator_binary() -> String {
@@ -242,7 +226,7 @@ async fn operator_keeps_the_inventory_and_injects_the_agent() {
     let api_port = TcpListener::bind("0.0.0.0:0").unwrap().local_addr().unwrap().port();
     let dir = std::env::temp_dir().join(format!("{ns}-tls"));
     std::fs::create_dir_all(&dir).unwrap();
-    let (ca, cert, key) = pki(&host);
+    let (ca, cert, key) = mcp_ledger_tests::pki(&host);
     std::fs::write(dir.join("tls.crt"), cert).unwrap();
     std::fs::write(dir.join("tls.key"), key).unwrap();
     let child = Command::new(operator_binary())

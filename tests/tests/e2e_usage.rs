@@ -1,0 +1,227 @@
+//! Cluster test of the usage path, under `make e2e`: a node agent on this machine, holding
+//! a real ServiceAccount token, reports the usage it saw in a sidecar's record to the
+//! operator's inventory API, which asks the real API server who the token belongs to
+//! (TokenReview) and merges the report into the McpServer's status; a token of another
+//! account is refused.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use k8s_openapi::api::authentication::v1::TokenRequest;
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use kube::Client;
+use kube::api::{Api, DeleteParams, PostParams};
+use mcp_ledger_agent::export::proto::{
+    self, ExportLogsServiceRequest, KeyValue, LogRecord, Resource, ResourceLogs, ScopeLogs,
+};
+use mcp_ledger_crds::record::attr;
+use mcp_ledger_tests::{crd_api, e2e_client, install_crds, object, unique_namespace};
+use prost::Message as _;
+use serde_json::json;
+
+struct Cleanup {
+    children: Vec<Child>,
+    namespaces: Vec<String>,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        // The server's namespace first, while the operator runs (its finalizer), then the
+        // operator's.
+        let namespaces = self.namespaces.clone();
+        mcp_ledger_tests::cleanup_blocking(move |client| async move {
+            let api = Api::<Namespace>::all(client);
+            let _ = tokio::time::timeout(Duration::from_secs(60), async {
+                for ns in &namespaces {
+                    let _ = api.delete(ns, &DeleteParams::default()).await;
+                    while matches!(api.get_opt(ns).await, Ok(Some(_))) {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            })
+            .await;
+        });
+        for mut child in self.children.drain(..) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn binary(var: &str, name: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| format!("{}/../target/debug/{name}", env!("CARGO_MANIFEST_DIR")))
+}
+
+/// A token of a new ServiceAccount `name` in `ns`.
+async fn account_token(client: &Client, ns: &str, name: &str) -> String {
+    let pp = PostParams::default();
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
+    accounts.create(&pp, &serde_json::from_value(json!({"metadata": {"name": name}})).unwrap()).await.unwrap();
+    let request: TokenRequest =
+        serde_json::from_value(json!({"spec": {"audiences": [], "expirationSeconds": 600}})).unwrap();
+    accounts.create_token_request(name, &pp, &request).await.unwrap().status.expect("a token").token
+}
+
+/// Posts one OTLP/HTTP protobuf request; returns the status line.
+fn post_otlp(port: u16, body: &[u8]) -> String {
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return "not listening yet".to_owned();
+    };
+    let head = format!(
+        "POST /v1/logs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-protobuf\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer.lines().next().unwrap_or_default().to_owned()
+}
+
+/// A sidecar's record of one tools/call request to `ns/server` by `user`, made now.
+fn request_record(ns: &str, server: &str, user: &str) -> Vec<u8> {
+    let kv = |k: &str, v: &str| KeyValue { key: k.into(), value: Some(proto::string(v)) };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let record = LogRecord {
+        time_unix_nano: now,
+        observed_time_unix_nano: now,
+        body: Some(proto::string("e2e usage")),
+        attributes: vec![
+            kv(attr::SERVER_NAME, server),
+            kv(attr::SERVER_NAMESPACE, ns),
+            kv(attr::EVENT_TYPE, "mcp-request"),
+            kv(attr::USER_ID, user),
+        ],
+        ..Default::default()
+    };
+    ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(Resource { attributes: vec![kv("k8s.namespace.name", ns)], dropped_attributes_count: 0 }),
+            scope_logs: vec![ScopeLogs { log_records: vec![record], ..Default::default() }],
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec()
+}
+
+fn node_agent(dir: &std::path::Path, name: &str, listen: u16, api_port: u16, token: &str, ca: &str) -> Child {
+    let token_file = dir.join(format!("{name}.token"));
+    std::fs::write(&token_file, token).unwrap();
+    let ca_file = dir.join("ca.crt");
+    std::fs::write(&ca_file, ca).unwrap();
+    Command::new(binary("MCP_LEDGER_AGENT_BIN", "mcp-ledger-agent"))
+        .args([
+            "--mode=node",
+            &format!("--otlp-listen=127.0.0.1:{listen}"),
+            &format!("--admin=127.0.0.1:{}", free_port()),
+            &format!("--jsonl={}", dir.join(format!("{name}.jsonl")).display()),
+            &format!("--buffer-dir={}", dir.join(format!("{name}-buffer")).display()),
+            &format!("--operator-url=https://127.0.0.1:{api_port}"),
+            &format!("--operator-token-file={}", token_file.display()),
+            &format!("--operator-ca-file={}", ca_file.display()),
+            "--usage-interval-seconds=1",
+            "--enrich=false",
+            "--log=warn",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the node agent starts")
+}
+
+#[tokio::test]
+async fn node_agents_report_usage_that_the_operator_merges_into_status() {
+    let Some(client) = e2e_client("node_agents_report_usage_that_the_operator_merges_into_status").await else {
+        return;
+    };
+    install_crds(&client).await;
+    let ns = unique_namespace("mcpl-e2e-usage");
+    let operator_ns = unique_namespace("mcpl-e2e-usage-op");
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    for name in [&ns, &operator_ns] {
+        namespaces
+            .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": name}})).unwrap())
+            .await
+            .unwrap();
+    }
+    let dir = std::env::temp_dir().join(&ns);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut cleanup =
+        Cleanup { children: Vec::new(), namespaces: vec![ns.clone(), operator_ns.clone()], dir: dir.clone() };
+
+    let servers = crd_api(&client, &ns, "McpServer", "mcpservers");
+    let spec = json!({"selector": {"matchLabels": {"app": "usage"}}, "port": 8080});
+    servers.create(&PostParams::default(), &object("McpServer", "usage-srv", spec)).await.unwrap();
+    let node_token = account_token(&client, &operator_ns, "node-agent").await;
+    let other_token = account_token(&client, &operator_ns, "someone-else").await;
+    let node_user = format!("system:serviceaccount:{operator_ns}:node-agent");
+
+    // The operator: the inventory API over TLS, usage only from the node agents' account.
+    let (ca, cert, key) = mcp_ledger_tests::pki("127.0.0.1");
+    std::fs::write(dir.join("tls.crt"), cert).unwrap();
+    std::fs::write(dir.join("tls.key"), key).unwrap();
+    let api_port = free_port();
+    cleanup.children.push(
+        Command::new(binary("MCP_LEDGER_OPERATOR_BIN", "mcp-ledger-operator"))
+            .args([
+                &format!("--namespace={operator_ns}"),
+                &format!("--usage-user={node_user}"),
+                &format!("--webhook-listen=127.0.0.1:{}", free_port()),
+                &format!("--tls-cert={}", dir.join("tls.crt").display()),
+                &format!("--tls-key={}", dir.join("tls.key").display()),
+                &format!("--api-listen=127.0.0.1:{api_port}"),
+                "--admin-listen=127.0.0.1:0",
+                "--leader-election=false",
+                "--log=warn",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the operator starts (make e2e builds it)"),
+    );
+
+    // Two node agents: one with the node agents' token, one with another account's.
+    let (good, other) = (free_port(), free_port());
+    cleanup.children.push(node_agent(&dir, "node", good, api_port, &node_token, &ca));
+    cleanup.children.push(node_agent(&dir, "other", other, api_port, &other_token, &ca));
+    for (port, user) in [(good, "alice@example.com"), (other, "mallory@example.com")] {
+        let body = request_record(&ns, "usage-srv", user);
+        let mut status = String::new();
+        for _ in 0..60 {
+            status = post_otlp(port, &body);
+            if status.contains(" 200 ") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        assert!(status.contains(" 200 "), "the node agent stored the record: {status}");
+    }
+
+    // The report from the node agents' account lands in status; the other one never does.
+    let mut last = json!(null);
+    for _ in 0..60 {
+        last = servers.get("usage-srv").await.unwrap().data["status"].clone();
+        if last["lastUsedBy"] == "alice@example.com" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(last["lastUsedBy"], "alice@example.com", "status after the report: {last}");
+    let at = last["lastUsedAt"].as_str().expect("lastUsedAt is set");
+    let at: jiff::Timestamp = at.parse().unwrap_or_else(|e| panic!("lastUsedAt {at}: {e}"));
+    assert!(jiff::Timestamp::now().duration_since(at).as_secs() < 120, "lastUsedAt is the record's time: {at}");
+    // Several report rounds of the other agent have gone by: none was merged.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let status = servers.get("usage-srv").await.unwrap().data["status"].clone();
+    assert_eq!(status["lastUsedBy"], "alice@example.com", "a report from another account was merged: {status}");
+    drop(cleanup);
+}
