@@ -118,6 +118,38 @@ pub fn pki(host: &str) -> (String, String, String) {
     (ca.pem(), cert.pem(), key.serialize_pem())
 }
 
+/// Server-side applies `manifest` as a dry run (namespaced kinds into `ns`), as `kubectl
+/// apply --server-side --dry-run=server` does: the API server's own schemas, defaulting
+/// and validation, unknown fields refused. None when the cluster does not serve the kind.
+pub async fn dry_run_apply(
+    client: &Client,
+    discovery: &kube::Discovery,
+    ns: &str,
+    manifest: &serde_json::Value,
+) -> Option<Result<(), String>> {
+    let obj: DynamicObject = serde_json::from_value(manifest.clone()).ok()?;
+    let types = obj.types.clone()?;
+    let gvk = GroupVersionKind::try_from(&types).ok()?;
+    let (resource, caps) = discovery.resolve_gvk(&gvk)?;
+    let api: Api<DynamicObject> = if caps.scope == kube::discovery::Scope::Namespaced {
+        Api::namespaced_with(client.clone(), ns, &resource)
+    } else {
+        Api::all_with(client.clone(), &resource)
+    };
+    let name = obj.metadata.name.clone().unwrap_or_default();
+    let params = PatchParams { dry_run: true, ..PatchParams::apply(MANAGER).force() };
+    let mut manifest = manifest.clone();
+    if caps.scope == kube::discovery::Scope::Namespaced {
+        manifest["metadata"]["namespace"] = serde_json::json!(ns);
+    }
+    Some(
+        api.patch(&name, &params, &Patch::Apply(&manifest))
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("{} {name}: {e}", types.kind)),
+    )
+}
+
 /// A unique, DNS-safe name for a test namespace.
 pub fn unique_namespace(prefix: &str) -> String {
     let nanos =

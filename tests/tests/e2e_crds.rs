@@ -160,3 +160,43 @@ async fn crds_install_and_refuse_bad_objects() {
 
     namespaces.delete(&ns, &DeleteParams::default()).await.unwrap();
 }
+
+/// The files of `examples/` (what the README walks a user through) are accepted by the API
+/// server in a server-side dry run: the Namespace as it is, the rest in a test namespace.
+#[tokio::test]
+async fn the_examples_are_accepted_by_the_api_server() {
+    let Some(client) = mcp_ledger_tests::e2e_client("the_examples_are_accepted_by_the_api_server").await else {
+        return;
+    };
+    mcp_ledger_tests::install_crds(&client).await;
+    let ns = mcp_ledger_tests::unique_namespace("mcpl-e2e-examples");
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap())
+        .await
+        .unwrap();
+    let discovery = kube::Discovery::new(client.clone()).run().await.expect("API discovery");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let (mut accepted, mut failures) = (Vec::new(), Vec::new());
+    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    for file in files.iter().filter(|p| p.extension().is_some_and(|e| e == "yaml")) {
+        let text = std::fs::read_to_string(file).unwrap();
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let value = <Value as serde::Deserialize>::deserialize(doc).unwrap();
+            if value.is_null() {
+                continue;
+            }
+            let what = format!("{}: {} {}", file.display(), value["kind"], value["metadata"]["name"]);
+            match mcp_ledger_tests::dry_run_apply(&client, &discovery, &ns, &value).await {
+                Some(Ok(())) => accepted.push(what),
+                Some(Err(e)) => failures.push(format!("{what}: {e}")),
+                None => failures.push(format!("{what}: kind not served by the cluster")),
+            }
+        }
+    }
+    let _ = namespaces.delete(&ns, &DeleteParams::default()).await;
+    assert!(failures.is_empty(), "refused examples:\n{}", failures.join("\n"));
+    // Namespace, Deployment, Service, McpServer, two policies, a review.
+    assert!(accepted.len() >= 7, "only {} example objects: {accepted:?}", accepted.len());
+}
