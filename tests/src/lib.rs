@@ -7,9 +7,10 @@
 
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
-use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 
 /// Field manager of everything the e2e tests apply.
@@ -148,6 +149,96 @@ pub async fn dry_run_apply(
             .map(|_| ())
             .map_err(|e| format!("{} {name}: {e}", types.kind)),
     )
+}
+
+/// Creates the namespace `name`.
+pub async fn create_namespace(client: &Client, name: &str) {
+    let namespace: Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).expect("a Namespace");
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &namespace)
+        .await
+        .unwrap_or_else(|e| panic!("creating namespace {name}: {e}"));
+}
+
+/// Deletes `namespaces` one at a time, each gone before the next (at most 60 s in all):
+/// McpServers' finalizers need the operator and write into its namespace, so the
+/// servers' namespaces come first and the operator's last.
+pub async fn delete_namespaces(client: &Client, namespaces: &[String]) {
+    let api = Api::<Namespace>::all(client.clone());
+    let gone = tokio::time::timeout(Duration::from_secs(60), async {
+        for ns in namespaces {
+            let _ = api.delete(ns, &DeleteParams::default()).await;
+            while matches!(api.get_opt(ns).await, Ok(Some(_))) {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    })
+    .await;
+    if gone.is_err() {
+        eprintln!("cleanup: namespaces {namespaces:?} were not all deleted within 60 s");
+    }
+}
+
+/// What a test started and made, undone when it ends, assertions failed or not: the
+/// namespaces are deleted first, in order (see [`delete_namespaces`]), while the
+/// processes still run; then the processes are killed and the folders removed.
+pub struct Cleanup {
+    /// Processes to kill.
+    pub children: Vec<std::process::Child>,
+    /// Namespaces to delete, in this order.
+    pub namespaces: Vec<String>,
+    /// Folders to remove.
+    pub dirs: Vec<std::path::PathBuf>,
+}
+
+impl Cleanup {
+    /// Deletes `namespaces` (in this order) and removes `dirs` when dropped; push the
+    /// processes to kill onto `children`.
+    pub fn new(namespaces: Vec<String>, dirs: Vec<std::path::PathBuf>) -> Self {
+        Self { children: Vec::new(), namespaces, dirs }
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let namespaces = std::mem::take(&mut self.namespaces);
+        if !namespaces.is_empty() {
+            cleanup_blocking(move |client| async move { delete_namespaces(&client, &namespaces).await });
+        }
+        for mut child in self.children.drain(..) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for dir in &self.dirs {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("an address").port()
+}
+
+/// Posts one OTLP/HTTP protobuf request to a node agent on 127.0.0.1; returns the status
+/// line (or says it is not listening yet).
+pub fn post_otlp(port: u16, body: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return "not listening yet".to_owned();
+    };
+    let head = format!(
+        "POST /v1/logs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-protobuf\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n",
+        body.len()
+    );
+    if stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(body)).is_err() {
+        return "connection closed".to_owned();
+    }
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer.lines().next().unwrap_or_default().to_owned()
 }
 
 /// A unique, DNS-safe name for a test namespace.

@@ -12,9 +12,8 @@ use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, DeleteParams};
 use serde::Deserialize as _;
-use serde_json::json;
 
 fn helm(args: &[&str]) -> std::process::Output {
     let helm = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/tools/helm");
@@ -30,10 +29,7 @@ async fn the_chart_installs_with_crds_established_and_webhooks_configured() {
         return;
     };
     let ns = mcp_ledger_tests::unique_namespace("mcpl-e2e-chart");
-    Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap())
-        .await
-        .unwrap();
+    mcp_ledger_tests::create_namespace(&client, &ns).await;
     let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/mcp-ledger");
     let release = "e2e";
     let out = helm(&[
@@ -98,10 +94,7 @@ async fn every_value_set_renders_manifests_the_api_server_accepts() {
     mcp_ledger_tests::install_crds(&client).await;
     let ns = mcp_ledger_tests::unique_namespace("mcpl-e2e-render");
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap())
-        .await
-        .unwrap();
+    mcp_ledger_tests::create_namespace(&client, &ns).await;
     let discovery = kube::Discovery::new(client.clone()).run().await.expect("API discovery");
     let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/mcp-ledger");
     let mut value_sets: Vec<Option<std::path::PathBuf>> = vec![None];

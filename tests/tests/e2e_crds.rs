@@ -27,10 +27,7 @@ async fn crds_install_and_refuse_bad_objects() {
 
     let ns = mcp_ledger_tests::unique_namespace("mcpl-e2e-crds");
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap())
-        .await
-        .unwrap();
+    mcp_ledger_tests::create_namespace(&client, &ns).await;
 
     let servers = mcp_ledger_tests::crd_api(&client, &ns, "McpServer", "mcpservers");
     let reviews = mcp_ledger_tests::crd_api(&client, &ns, "McpServerReview", "mcpserverreviews");
@@ -171,10 +168,7 @@ async fn the_examples_are_accepted_by_the_api_server() {
     mcp_ledger_tests::install_crds(&client).await;
     let ns = mcp_ledger_tests::unique_namespace("mcpl-e2e-examples");
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap())
-        .await
-        .unwrap();
+    mcp_ledger_tests::create_namespace(&client, &ns).await;
     let discovery = kube::Discovery::new(client.clone()).run().await.expect("API discovery");
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
     let (mut accepted, mut failures) = (Vec::new(), Vec::new());

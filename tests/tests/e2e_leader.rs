@@ -4,46 +4,13 @@
 //! the other takes the Lease over and reconciles McpServers.
 
 use std::io::{Read, Write};
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, DeleteParams, PostParams};
-use mcp_ledger_tests::{crd_api, e2e_client, install_crds, object, unique_namespace};
+use kube::api::{Api, PostParams};
+use mcp_ledger_tests::{crd_api, e2e_client, free_port, install_crds, object, unique_namespace};
 use serde_json::json;
-
-struct Cleanup {
-    children: Vec<Child>,
-    namespaces: Vec<String>,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let namespaces = self.namespaces.clone();
-        mcp_ledger_tests::cleanup_blocking(move |client| async move {
-            let api = Api::<Namespace>::all(client);
-            let _ = tokio::time::timeout(Duration::from_secs(60), async {
-                for ns in &namespaces {
-                    let _ = api.delete(ns, &DeleteParams::default()).await;
-                    while matches!(api.get_opt(ns).await, Ok(Some(_))) {
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    }
-                }
-            })
-            .await;
-        });
-        for mut child in self.children.drain(..) {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 /// The replica's `mcp_ledger_operator_leader` gauge, or None while its admin port is not up.
 fn leader_gauge(admin: u16) -> Option<i64> {
@@ -62,16 +29,12 @@ async fn one_of_two_replicas_leads_and_the_other_takes_over() {
     install_crds(&client).await;
     let operator_ns = unique_namespace("mcpl-e2e-lead-op");
     let ns = unique_namespace("mcpl-e2e-lead");
-    let namespaces: Api<Namespace> = Api::all(client.clone());
     for name in [&operator_ns, &ns] {
-        namespaces
-            .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": name}})).unwrap())
-            .await
-            .unwrap();
+        mcp_ledger_tests::create_namespace(&client, name).await;
     }
-    let mut cleanup = Cleanup { children: Vec::new(), namespaces: vec![ns.clone(), operator_ns.clone()] };
     let dir = std::env::temp_dir().join(&ns);
     std::fs::create_dir_all(&dir).unwrap();
+    let mut cleanup = mcp_ledger_tests::Cleanup::new(vec![ns.clone(), operator_ns.clone()], vec![dir.clone()]);
     let (_, cert, key) = mcp_ledger_tests::pki("127.0.0.1");
     std::fs::write(dir.join("tls.crt"), cert).unwrap();
     std::fs::write(dir.join("tls.key"), key).unwrap();
@@ -150,5 +113,4 @@ async fn one_of_two_replicas_leads_and_the_other_takes_over() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     drop(cleanup);
-    let _ = std::fs::remove_dir_all(&dir);
 }

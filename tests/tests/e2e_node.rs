@@ -10,63 +10,22 @@
 //!
 //! The node agent writes what it relays to a JSON lines file (`--jsonl`), which the test reads.
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::api::{Api, ListParams, PostParams};
 use mcp_ledger_agent::export::proto::{
     self, ExportLogsServiceRequest, KeyValue, LogRecord, Resource, ResourceLogs, ScopeLogs,
 };
-use mcp_ledger_tests::{crd_api, e2e_client, install_crds, object, unique_namespace};
+use mcp_ledger_tests::{crd_api, e2e_client, free_port, install_crds, object, post_otlp, unique_namespace};
 use prost::Message as _;
 use serde_json::{Value, json};
-
-struct Cleanup {
-    agent: Option<Child>,
-    namespace: String,
-    dir: std::path::PathBuf,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.agent.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        let ns = self.namespace.clone();
-        mcp_ledger_tests::cleanup_blocking(move |client| async move {
-            let _ = Api::<Namespace>::all(client).delete(&ns, &DeleteParams::default()).await;
-        });
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 fn agent_binary() -> String {
     std::env::var("MCP_LEDGER_AGENT_BIN")
         .unwrap_or_else(|_| format!("{}/../target/debug/mcp-ledger-agent", env!("CARGO_MANIFEST_DIR")))
-}
-
-/// Posts one OTLP/HTTP protobuf request; returns the status line.
-fn post_otlp(port: u16, body: &[u8]) -> String {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("the node agent listens");
-    let head = format!(
-        "POST /v1/logs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-protobuf\r\nContent-Length: {}\r\n\
-         Connection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).unwrap();
-    stream.write_all(body).unwrap();
-    let mut answer = String::new();
-    let _ = stream.read_to_string(&mut answer);
-    answer.lines().next().unwrap_or_default().to_owned()
 }
 
 /// The JSON lines the node agent wrote so far.
@@ -105,7 +64,7 @@ async fn the_node_agent_enriches_and_redacts_from_the_real_api_server() {
     let ns = unique_namespace("mcpl-e2e-node");
     let dir = std::env::temp_dir().join(&ns);
     std::fs::create_dir_all(&dir).unwrap();
-    let mut cleanup = Cleanup { agent: None, namespace: ns.clone(), dir: dir.clone() };
+    let mut cleanup = mcp_ledger_tests::Cleanup::new(vec![ns.clone()], vec![dir.clone()]);
 
     let namespace: Namespace =
         serde_json::from_value(json!({"metadata": {"name": ns, "labels": {"team": "e2e-team"}}})).unwrap();
@@ -138,7 +97,7 @@ async fn the_node_agent_enriches_and_redacts_from_the_real_api_server() {
     .unwrap();
     let (listen, admin) = (free_port(), free_port());
     let jsonl = dir.join("relayed.jsonl");
-    cleanup.agent = Some(
+    cleanup.children.push(
         Command::new(agent_binary())
             .args([
                 "--mode=node",

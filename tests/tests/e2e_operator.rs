@@ -38,21 +38,7 @@ impl Drop for Cleanup {
         let namespaces = self.namespaces.clone();
         mcp_ledger_tests::cleanup_blocking(move |client| async move {
             let dp = DeleteParams::default();
-            let api = Api::<Namespace>::all(client.clone());
-            // One at a time, the servers' namespace first: its servers' finalizers write
-            // removal records into the operator's namespace, which goes last.
-            let gone = tokio::time::timeout(Duration::from_secs(60), async {
-                for ns in &namespaces {
-                    let _ = api.delete(ns, &dp).await;
-                    while matches!(api.get_opt(ns).await, Ok(Some(_))) {
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    }
-                }
-            })
-            .await;
-            if gone.is_err() {
-                eprintln!("cleanup: namespaces {namespaces:?} were not all deleted within 60 s");
-            }
+            mcp_ledger_tests::delete_namespaces(&client, &namespaces).await;
             let _ = Api::<MutatingWebhookConfiguration>::all(client.clone()).delete(&name, &dp).await;
             let _ = Api::<ValidatingWebhookConfiguration>::all(client.clone()).delete(&name, &dp).await;
         });
@@ -203,10 +189,7 @@ async fn operator_keeps_the_inventory_and_injects_the_agent() {
     let operator_ns = mcp_ledger_tests::unique_namespace("mcpl-e2e-op");
     let ns = mcp_ledger_tests::unique_namespace("mcpl-e2e-tools");
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": operator_ns}})).unwrap())
-        .await
-        .unwrap();
+    mcp_ledger_tests::create_namespace(&client, &operator_ns).await;
     namespaces
         .create(
             &PostParams::default(),

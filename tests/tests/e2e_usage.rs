@@ -4,57 +4,20 @@
 //! (TokenReview) and merges the report into the McpServer's status; a token of another
 //! account is refused.
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use k8s_openapi::api::authentication::v1::TokenRequest;
-use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::Client;
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, PostParams};
 use mcp_ledger_agent::export::proto::{
     self, ExportLogsServiceRequest, KeyValue, LogRecord, Resource, ResourceLogs, ScopeLogs,
 };
 use mcp_ledger_crds::record::attr;
-use mcp_ledger_tests::{crd_api, e2e_client, install_crds, object, unique_namespace};
+use mcp_ledger_tests::{crd_api, e2e_client, free_port, install_crds, object, post_otlp, unique_namespace};
 use prost::Message as _;
 use serde_json::json;
-
-struct Cleanup {
-    children: Vec<Child>,
-    namespaces: Vec<String>,
-    dir: std::path::PathBuf,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        // The server's namespace first, while the operator runs (its finalizer), then the
-        // operator's.
-        let namespaces = self.namespaces.clone();
-        mcp_ledger_tests::cleanup_blocking(move |client| async move {
-            let api = Api::<Namespace>::all(client);
-            let _ = tokio::time::timeout(Duration::from_secs(60), async {
-                for ns in &namespaces {
-                    let _ = api.delete(ns, &DeleteParams::default()).await;
-                    while matches!(api.get_opt(ns).await, Ok(Some(_))) {
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    }
-                }
-            })
-            .await;
-        });
-        for mut child in self.children.drain(..) {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 fn binary(var: &str, name: &str) -> String {
     std::env::var(var).unwrap_or_else(|_| format!("{}/../target/debug/{name}", env!("CARGO_MANIFEST_DIR")))
@@ -68,23 +31,6 @@ async fn account_token(client: &Client, ns: &str, name: &str) -> String {
     let request: TokenRequest =
         serde_json::from_value(json!({"spec": {"audiences": [], "expirationSeconds": 600}})).unwrap();
     accounts.create_token_request(name, &pp, &request).await.unwrap().status.expect("a token").token
-}
-
-/// Posts one OTLP/HTTP protobuf request; returns the status line.
-fn post_otlp(port: u16, body: &[u8]) -> String {
-    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return "not listening yet".to_owned();
-    };
-    let head = format!(
-        "POST /v1/logs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-protobuf\r\nContent-Length: {}\r\n\
-         Connection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).unwrap();
-    stream.write_all(body).unwrap();
-    let mut answer = String::new();
-    let _ = stream.read_to_string(&mut answer);
-    answer.lines().next().unwrap_or_default().to_owned()
 }
 
 /// A sidecar's record of one tools/call request to `ns/server` by `user`, made now.
@@ -146,17 +92,12 @@ async fn node_agents_report_usage_that_the_operator_merges_into_status() {
     install_crds(&client).await;
     let ns = unique_namespace("mcpl-e2e-usage");
     let operator_ns = unique_namespace("mcpl-e2e-usage-op");
-    let namespaces: Api<Namespace> = Api::all(client.clone());
     for name in [&ns, &operator_ns] {
-        namespaces
-            .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": name}})).unwrap())
-            .await
-            .unwrap();
+        mcp_ledger_tests::create_namespace(&client, name).await;
     }
     let dir = std::env::temp_dir().join(&ns);
     std::fs::create_dir_all(&dir).unwrap();
-    let mut cleanup =
-        Cleanup { children: Vec::new(), namespaces: vec![ns.clone(), operator_ns.clone()], dir: dir.clone() };
+    let mut cleanup = mcp_ledger_tests::Cleanup::new(vec![ns.clone(), operator_ns.clone()], vec![dir.clone()]);
 
     let servers = crd_api(&client, &ns, "McpServer", "mcpservers");
     let spec = json!({"selector": {"matchLabels": {"app": "usage"}}, "port": 8080});
