@@ -54,7 +54,9 @@ impl Running {
     }
 }
 
-type Batch = Arc<[AuditRecord]>;
+/// Shared by the exporters. An `Arc<Vec>`, not an `Arc<[_]>`: turning the batch into a
+/// slice would copy every record (about 1 KB each) into a second allocation.
+type Batch = Arc<Vec<AuditRecord>>;
 
 /// Batches each exporter may have waiting before new ones are dropped for it.
 const EXPORTER_BACKLOG: usize = 8;
@@ -150,7 +152,7 @@ fn spawn_tasks(
         }
         // Shutdown: the last batch waits for room instead of being dropped.
         if !batch.is_empty() {
-            let last: Batch = std::mem::take(&mut batch).into();
+            let last: Batch = Arc::new(std::mem::take(&mut batch));
             for (_, out) in &outputs {
                 let _ = out.send(last.clone()).await;
             }
@@ -160,7 +162,7 @@ fn spawn_tasks(
 }
 
 fn send_batch(outputs: &[(&'static str, mpsc::Sender<Batch>)], batch: &mut Vec<AuditRecord>, metrics: &Metrics) {
-    let full: Batch = std::mem::replace(batch, Vec::with_capacity(batch.capacity())).into();
+    let full: Batch = Arc::new(std::mem::replace(batch, Vec::with_capacity(batch.capacity())));
     for (name, out) in outputs {
         if out.try_send(full.clone()).is_err() {
             tracing::warn!(exporter = *name, records = full.len(), "exporter backlog full, batch dropped for it");
