@@ -90,8 +90,13 @@ impl Context {
             action: action.to_owned(),
             secondary: None,
         };
-        if let Err(e) = self.recorder.publish(&ev, &object.object_ref(&())).await {
-            tracing::warn!(error = %e, reason, "could not publish an Event");
+        match self.recorder.publish(&ev, &object.object_ref(&())).await {
+            Ok(()) => {}
+            // The namespace is going, and its Events with it.
+            Err(kube::Error::Api(s)) if namespace_terminating(&s) => {
+                tracing::debug!(reason, "namespace being deleted: Event not published");
+            }
+            Err(e) => tracing::warn!(error = %e, reason, "could not publish an Event"),
         }
     }
 }
