@@ -97,7 +97,14 @@ pub struct Enrichment {
     pub labels: super::enrich::IdentityLabels,
 }
 
-fn store(buffer: &Mutex<DiskBuffer>, payload: &[u8], enrichment: Option<&Enrichment>) -> Received {
+/// The buffer's size and backlog gauges, set where the buffer changes: after each append
+/// and after each relay round (so a scrape never shows an empty backlog that is not).
+fn report_buffer(buffer: &DiskBuffer, metrics: &Metrics) {
+    metrics.buffer_bytes.set(i64::try_from(buffer.bytes()).unwrap_or(i64::MAX));
+    metrics.buffer_pending.set(i64::try_from(buffer.pending()).unwrap_or(i64::MAX));
+}
+
+fn store(buffer: &Mutex<DiskBuffer>, payload: &[u8], enrichment: Option<&Enrichment>, metrics: &Metrics) -> Received {
     let mut decoded = match proto::ExportLogsServiceRequest::decode(payload) {
         Ok(d) => d,
         Err(e) => return Received::Invalid(format!("not an ExportLogsServiceRequest: {e}")),
@@ -111,8 +118,12 @@ fn store(buffer: &Mutex<DiskBuffer>, payload: &[u8], enrichment: Option<&Enrichm
         }
         None => payload,
     };
-    match buffer.lock().expect("buffer lock").append(&[payload]) {
-        Ok(_) => Received::Stored(Box::new(decoded)),
+    let mut buffer = buffer.lock().expect("buffer lock");
+    match buffer.append(&[payload]) {
+        Ok(_) => {
+            report_buffer(&buffer, metrics);
+            Received::Stored(Box::new(decoded))
+        }
         Err(AppendError::Full(_)) => Received::Full,
         Err(AppendError::TooLarge(n)) => Received::Invalid(format!("a request of {n} bytes is too large")),
         Err(AppendError::Io(e)) => Received::Failed(e.to_string()),
@@ -203,7 +214,7 @@ async fn receive(req: Request<Incoming>, rx: Receiver) -> Response<Body> {
     } else {
         body
     };
-    let outcome = tokio::task::block_in_place(|| store(&buffer, &payload, enrichment.as_ref()));
+    let outcome = tokio::task::block_in_place(|| store(&buffer, &payload, enrichment.as_ref(), &metrics));
     if let (Received::Stored(request), Some(usage)) = (&outcome, &usage) {
         usage.lock().expect("usage lock").observe(request);
     }
@@ -333,11 +344,7 @@ pub async fn relay(
                 }
             }
         }
-        {
-            let b = buffer.lock().expect("buffer lock");
-            metrics.buffer_bytes.set(i64::try_from(b.bytes()).unwrap_or(i64::MAX));
-            metrics.buffer_pending.set(i64::try_from(b.pending()).unwrap_or(i64::MAX));
-        }
+        report_buffer(&buffer.lock().expect("buffer lock"), &metrics);
         if !failed && !idle {
             // More may be waiting: go on at once (yielding to the receiver).
             if *shutdown.borrow() {
