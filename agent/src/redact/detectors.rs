@@ -138,13 +138,13 @@ fn card(v: &str) -> bool {
     checks::luhn(v) && checks::card_prefix(v)
 }
 
-fn count(s: &str, byte: u8) -> usize {
+fn count_byte(s: &str, byte: u8) -> usize {
     s.bytes().filter(|&b| b == byte).count()
 }
 
 /// An IPv4 match has three dots, an IPv6 match (the full form the pattern takes) seven colons.
 fn ip_shape(s: &str) -> bool {
-    count(s, b'.') >= 3 || count(s, b':') >= 7
+    count_byte(s, b'.') >= 3 || count_byte(s, b':') >= 7
 }
 
 /// An IBAN match starts with a two-letter country code in capitals.
@@ -154,7 +154,7 @@ fn iban_shape(s: &str) -> bool {
 
 /// An SSN match has two dashes.
 fn ssn_shape(s: &str) -> bool {
-    count(s, b'-') >= 2
+    count_byte(s, b'-') >= 2
 }
 
 /// Every built-in family, in priority order (earlier families win overlapping matches).
