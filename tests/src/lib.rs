@@ -121,23 +121,30 @@ pub fn pki(host: &str) -> (String, String, String) {
 
 /// Server-side applies `manifest` as a dry run (namespaced kinds into `ns`), as `kubectl
 /// apply --server-side --dry-run=server` does: the API server's own schemas, defaulting
-/// and validation, unknown fields refused. None when the cluster does not serve the kind.
+/// and validation, unknown fields refused. None when the cluster does not serve the kind;
+/// a manifest that is not an object with apiVersion, kind and name is an error.
 pub async fn dry_run_apply(
     client: &Client,
     discovery: &kube::Discovery,
     ns: &str,
     manifest: &serde_json::Value,
 ) -> Option<Result<(), String>> {
-    let obj: DynamicObject = serde_json::from_value(manifest.clone()).ok()?;
-    let types = obj.types.clone()?;
-    let gvk = GroupVersionKind::try_from(&types).ok()?;
+    let parsed = serde_json::from_value::<DynamicObject>(manifest.clone()).map_err(|e| e.to_string()).and_then(|obj| {
+        let types = obj.types.clone().ok_or("no apiVersion and kind")?;
+        let gvk = GroupVersionKind::try_from(&types).map_err(|e| e.to_string())?;
+        let name = obj.metadata.name.clone().ok_or("no metadata.name")?;
+        Ok((types, gvk, name))
+    });
+    let (types, gvk, name) = match parsed {
+        Ok(parts) => parts,
+        Err(e) => return Some(Err(format!("not a Kubernetes object ({e}): {manifest}"))),
+    };
     let (resource, caps) = discovery.resolve_gvk(&gvk)?;
     let api: Api<DynamicObject> = if caps.scope == kube::discovery::Scope::Namespaced {
         Api::namespaced_with(client.clone(), ns, &resource)
     } else {
         Api::all_with(client.clone(), &resource)
     };
-    let name = obj.metadata.name.clone().unwrap_or_default();
     let params = PatchParams { dry_run: true, ..PatchParams::apply(MANAGER).force() };
     let mut manifest = manifest.clone();
     if caps.scope == kube::discovery::Scope::Namespaced {
