@@ -37,7 +37,7 @@ use prost::Message as _;
 use support::{Proc, cpu_seconds, free_port, proc_status_kib, wait_port};
 
 /// Records per request, as the sidecar batches them (pipeline.batchSize default).
-const BATCH: usize = 512;
+const BATCH: usize = 128;
 /// Pods on the node the agent knows (the records name them round-robin).
 const PODS: usize = 40;
 

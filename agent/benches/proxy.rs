@@ -61,7 +61,10 @@ fn root() -> std::path::PathBuf {
 }
 
 fn agent(upstream: u16, work: &std::path::Path) -> (Proc, u16, u16) {
-    let bin = root().join("target/release/mcp-ledger-agent");
+    // MCP_LEDGER_AGENT_BIN runs another build (an A/B comparison of two changes).
+    let bin = std::env::var_os("MCP_LEDGER_AGENT_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root().join("target/release/mcp-ledger-agent"));
     assert!(bin.exists(), "{} missing: make bench builds it with `cargo build --release`", bin.display());
     let (port, admin) = (free_port(), free_port());
     let child = Command::new(bin)

@@ -136,6 +136,20 @@ struct Args {
     #[arg(long, value_name = "LABEL")]
     org_label: Option<String>,
 
+    /// Threads that serve traffic (proxy, admin listener; in node mode the OTLP receiver and
+    /// relay). Sidecar and local mode default to 1: one thread proxies tens of thousands of
+    /// MCP requests per second, and a sidecar sees every core of its node, so a thread per
+    /// core would cost memory and cross-thread wake-ups for nothing. The record pipeline has
+    /// its own thread whatever this says. Node mode defaults to one per core the container
+    /// may use (its CPU limit, else the node's cores).
+    #[arg(
+        long,
+        env = "MCP_LEDGER_WORKER_THREADS",
+        value_name = "N",
+        value_parser = clap::value_parser!(u16).range(1..=1024)
+    )]
+    worker_threads: Option<u16>,
+
     /// Seconds open exchanges get to finish after SIGTERM/SIGINT before the agent exits.
     #[arg(long, default_value_t = 20)]
     drain_seconds: u64,
@@ -275,7 +289,7 @@ fn run_node(args: &Args) -> Result<()> {
         .unwrap_or("0.0.0.0:9090")
         .parse()
         .context("--admin must be an address like 0.0.0.0:9090")?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = runtime(args.mode, args.worker_threads)?;
     runtime.block_on(async move {
         let (tx, rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
@@ -287,6 +301,19 @@ fn run_node(args: &Args) -> Result<()> {
     })
 }
 
+/// The runtime that serves traffic, `--worker-threads` big. One thread in sidecar and local
+/// mode is a current-thread runtime: no work stealing, no wake-ups across threads. Node
+/// mode is always multi-threaded: its disk buffer writes run in `block_in_place`.
+fn runtime(mode: Mode, threads: Option<u16>) -> std::io::Result<tokio::runtime::Runtime> {
+    use tokio::runtime::Builder;
+    let threads = threads.map(usize::from);
+    match (mode, threads) {
+        (Mode::Node, None) => Builder::new_multi_thread().enable_all().build(),
+        (Mode::Sidecar | Mode::Local, None | Some(1)) => Builder::new_current_thread().enable_all().build(),
+        (_, Some(n)) => Builder::new_multi_thread().worker_threads(n).enable_all().build(),
+    }
+}
+
 fn main() -> Result<()> {
     let args = Args::parse();
     mcp_ledger_agent::process::init_logging(&args.log).map_err(anyhow::Error::msg)?;
@@ -294,7 +321,7 @@ fn main() -> Result<()> {
         return run_node(&args);
     }
     let config = load(&args)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = runtime(args.mode, args.worker_threads)?;
     runtime.block_on(async move {
         let (tx, rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
@@ -310,4 +337,37 @@ fn main() -> Result<()> {
         };
         mcp_ledger_agent::run(config, options, rx).await
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::runtime::RuntimeFlavor;
+
+    fn flavor(argv: &[&str]) -> RuntimeFlavor {
+        let args = Args::try_parse_from(argv).expect("flags parse");
+        let rt = runtime(args.mode, args.worker_threads).expect("runtime builds");
+        rt.handle().runtime_flavor()
+    }
+
+    #[test]
+    fn the_sidecar_serves_on_one_thread_unless_told_otherwise() {
+        assert_eq!(flavor(&["agent", "--mode", "sidecar"]), RuntimeFlavor::CurrentThread);
+        assert_eq!(flavor(&["agent", "--mode", "local"]), RuntimeFlavor::CurrentThread);
+        assert_eq!(flavor(&["agent", "--mode", "local", "--worker-threads", "1"]), RuntimeFlavor::CurrentThread);
+        assert_eq!(flavor(&["agent", "--mode", "sidecar", "--worker-threads", "3"]), RuntimeFlavor::MultiThread);
+    }
+
+    #[test]
+    fn the_node_agent_is_always_multi_threaded() {
+        // Its disk buffer writes run in block_in_place, which a current-thread runtime refuses.
+        assert_eq!(flavor(&["agent", "--mode", "node"]), RuntimeFlavor::MultiThread);
+        assert_eq!(flavor(&["agent", "--mode", "node", "--worker-threads", "1"]), RuntimeFlavor::MultiThread);
+    }
+
+    #[test]
+    fn zero_worker_threads_is_refused_with_the_range() {
+        let err = Args::try_parse_from(["agent", "--worker-threads", "0"]).unwrap_err().to_string();
+        assert!(err.contains("1..=1024"), "{err}");
+    }
 }
