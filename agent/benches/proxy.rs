@@ -196,8 +196,9 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    proc_status_kib(pid, "VmRSS:")
+/// Resident memory in MiB (1024 × 1024 bytes; the kernel reports KiB).
+fn rss_mib(pid: u32) -> f64 {
+    proc_status_kib(pid, "VmRSS:") as f64 / 1024.0
 }
 
 async fn run() {
@@ -215,7 +216,7 @@ async fn run() {
     wait_port(up_port);
     let (agent_proc, agent_port, agent_admin) = agent(up_port, &work);
     let pid = agent_proc.0.id();
-    let rss_idle = rss_kib(pid);
+    let rss_idle = rss_mib(pid);
 
     println!("mcp-ledger proxy benchmark ({secs} s per measurement, 2 cores shared by load, agent and upstream)");
     println!("\n[echo-speed MCP upstream, latency at 1000 req/s: 16 connections, open loop]");
@@ -242,7 +243,7 @@ async fn run() {
         pct(&la, 0.99) - pct(&ld, 0.99)
     );
     // Memory at that steady rate, before any burst: what a sidecar holds in normal use.
-    let rss_steady = rss_kib(pid);
+    let rss_steady = rss_mib(pid);
 
     println!("\n[echo-speed MCP upstream, saturation: 32 keep-alive connections, closed loop]");
     // Warm up both paths, then alternate to spread machine noise over both.
@@ -271,7 +272,7 @@ async fn run() {
         (cpu - pipeline_cpu) / requests * 1e6,
         pipeline_cpu / requests * 1e6
     );
-    let rss_load = rss_kib(pid);
+    let rss_load = rss_mib(pid);
     let after = drained(agent_admin).await;
     println!(
         "  agent records: {:.0} exported, {:.0} dropped (queue full / backlog) during saturation",
@@ -280,8 +281,8 @@ async fn run() {
     );
 
     println!(
-        "\n[agent memory]  RSS idle {rss_idle} KiB, steady at 1000 req/s {rss_steady} KiB (target < 20 MiB), \
-         after saturation {rss_load} KiB (the queue of captured messages filled; freed memory stays with the process)"
+        "\n[agent memory]  RSS idle {rss_idle:.1} MiB, steady at 1000 req/s {rss_steady:.1} MiB (target < 20 MiB), \
+         after saturation {rss_load:.1} MiB (the queue of captured messages filled; freed memory stays with the process)"
     );
     drop(agent_proc);
 
