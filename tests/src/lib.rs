@@ -119,6 +119,21 @@ pub fn pki(host: &str) -> (String, String, String) {
     (ca.pem(), cert.pem(), key.serialize_pem())
 }
 
+/// Writes a serving certificate for `host` to `dir/tls.crt` and its key to `dir/tls.key`
+/// (the operator's `--tls-cert`/`--tls-key`); returns the PEM of the CA that signed it.
+pub fn write_tls(dir: &std::path::Path, host: &str) -> String {
+    let (ca, cert, key) = pki(host);
+    std::fs::write(dir.join("tls.crt"), cert).expect("writing tls.crt");
+    std::fs::write(dir.join("tls.key"), key).expect("writing tls.key");
+    ca
+}
+
+/// The binary `make e2e` built and named in the environment variable `var`, else
+/// `target/debug/<name>` of this workspace.
+pub fn binary(var: &str, name: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| format!("{}/../target/debug/{name}", env!("CARGO_MANIFEST_DIR")))
+}
+
 /// Server-side applies `manifest` as a dry run (namespaced kinds into `ns`), as `kubectl
 /// apply --server-side --dry-run=server` does: the API server's own schemas, defaulting
 /// and validation, unknown fields refused. None when the cluster does not serve the kind;

@@ -35,11 +35,8 @@ async fn one_of_two_replicas_leads_and_the_other_takes_over() {
     let dir = std::env::temp_dir().join(&ns);
     std::fs::create_dir_all(&dir).unwrap();
     let mut cleanup = mcp_ledger_tests::Cleanup::new(vec![ns.clone(), operator_ns.clone()], vec![dir.clone()]);
-    let (_, cert, key) = mcp_ledger_tests::pki("127.0.0.1");
-    std::fs::write(dir.join("tls.crt"), cert).unwrap();
-    std::fs::write(dir.join("tls.key"), key).unwrap();
-    let bin = std::env::var("MCP_LEDGER_OPERATOR_BIN")
-        .unwrap_or_else(|_| format!("{}/../target/debug/mcp-ledger-operator", env!("CARGO_MANIFEST_DIR")));
+    mcp_ledger_tests::write_tls(&dir, "127.0.0.1");
+    let bin = mcp_ledger_tests::binary("MCP_LEDGER_OPERATOR_BIN", "mcp-ledger-operator");
     let mut replicas = Vec::new();
     for identity in ["replica-a", "replica-b"] {
         let admin = free_port();

@@ -23,11 +23,6 @@ use mcp_ledger_tests::{crd_api, e2e_client, free_port, install_crds, object, pos
 use prost::Message as _;
 use serde_json::{Value, json};
 
-fn agent_binary() -> String {
-    std::env::var("MCP_LEDGER_AGENT_BIN")
-        .unwrap_or_else(|_| format!("{}/../target/debug/mcp-ledger-agent", env!("CARGO_MANIFEST_DIR")))
-}
-
 /// The JSON lines the node agent wrote so far.
 fn relayed(path: &std::path::Path) -> Vec<Value> {
     std::fs::read_to_string(path).unwrap_or_default().lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
@@ -98,7 +93,7 @@ async fn the_node_agent_enriches_and_redacts_from_the_real_api_server() {
     let (listen, admin) = (free_port(), free_port());
     let jsonl = dir.join("relayed.jsonl");
     cleanup.children.push(
-        Command::new(agent_binary())
+        Command::new(mcp_ledger_tests::binary("MCP_LEDGER_AGENT_BIN", "mcp-ledger-agent"))
             .args([
                 "--mode=node",
                 &format!("--otlp-listen=127.0.0.1:{listen}"),

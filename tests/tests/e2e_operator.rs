@@ -64,11 +64,6 @@ where
     panic!("timed out after {secs} s waiting for: {what}");
 }
 
-fn operator_binary() -> String {
-    std::env::var("MCP_LEDGER_OPERATOR_BIN")
-        .unwrap_or_else(|_| format!("{}/../target/debug/mcp-ledger-operator", env!("CARGO_MANIFEST_DIR")))
-}
-
 fn webhooks(name: &str, base: &str, ca: &str, injection_ns: &str) -> (Value, Value) {
     let ca = base64::engine::general_purpose::STANDARD.encode(ca);
     let hook = |hook: &str, path: &str, group: &str, resources: &[&str], ops: &[&str]| {
@@ -209,10 +204,9 @@ async fn operator_keeps_the_inventory_and_injects_the_agent() {
     let api_port = TcpListener::bind("0.0.0.0:0").unwrap().local_addr().unwrap().port();
     let dir = std::env::temp_dir().join(format!("{ns}-tls"));
     std::fs::create_dir_all(&dir).unwrap();
-    let (ca, cert, key) = mcp_ledger_tests::pki(&host);
-    std::fs::write(dir.join("tls.crt"), cert).unwrap();
-    std::fs::write(dir.join("tls.key"), key).unwrap();
-    let child = Command::new(operator_binary())
+    let ca = mcp_ledger_tests::write_tls(&dir, &host);
+    let bin = mcp_ledger_tests::binary("MCP_LEDGER_OPERATOR_BIN", "mcp-ledger-operator");
+    let child = Command::new(&bin)
         .args([
             &format!("--namespace={operator_ns}"),
             &format!("--operator-user={me}"),
@@ -229,7 +223,7 @@ async fn operator_keeps_the_inventory_and_injects_the_agent() {
         .stdout(Stdio::inherit())
         .stderr(Stdio::inherit())
         .spawn()
-        .unwrap_or_else(|e| panic!("starting the operator {}: {e} (make e2e builds it)", operator_binary()));
+        .unwrap_or_else(|e| panic!("starting the operator {bin}: {e} (make e2e builds it)"));
     cleanup.operator = Some(child);
     tokio::time::sleep(Duration::from_secs(3)).await;
 

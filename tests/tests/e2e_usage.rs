@@ -15,13 +15,9 @@ use mcp_ledger_agent::export::proto::{
     self, ExportLogsServiceRequest, KeyValue, LogRecord, Resource, ResourceLogs, ScopeLogs,
 };
 use mcp_ledger_crds::record::attr;
-use mcp_ledger_tests::{crd_api, e2e_client, free_port, install_crds, object, post_otlp, unique_namespace};
+use mcp_ledger_tests::{binary, crd_api, e2e_client, free_port, install_crds, object, post_otlp, unique_namespace};
 use prost::Message as _;
 use serde_json::json;
-
-fn binary(var: &str, name: &str) -> String {
-    std::env::var(var).unwrap_or_else(|_| format!("{}/../target/debug/{name}", env!("CARGO_MANIFEST_DIR")))
-}
 
 /// A token of a new ServiceAccount `name` in `ns`.
 async fn account_token(client: &Client, ns: &str, name: &str) -> String {
@@ -107,9 +103,7 @@ async fn node_agents_report_usage_that_the_operator_merges_into_status() {
     let node_user = format!("system:serviceaccount:{operator_ns}:node-agent");
 
     // The operator: the inventory API over TLS, usage only from the node agents' account.
-    let (ca, cert, key) = mcp_ledger_tests::pki("127.0.0.1");
-    std::fs::write(dir.join("tls.crt"), cert).unwrap();
-    std::fs::write(dir.join("tls.key"), key).unwrap();
+    let ca = mcp_ledger_tests::write_tls(&dir, "127.0.0.1");
     let api_port = free_port();
     cleanup.children.push(
         Command::new(binary("MCP_LEDGER_OPERATOR_BIN", "mcp-ledger-operator"))
