@@ -61,8 +61,9 @@ fn root() -> std::path::PathBuf {
 }
 
 fn agent(upstream: u16, work: &std::path::Path) -> (Proc, u16, u16) {
-    // MCP_LEDGER_AGENT_BIN runs another build (an A/B comparison of two changes).
-    let bin = std::env::var_os("MCP_LEDGER_AGENT_BIN")
+    // BENCH_AGENT_BIN runs another build (an A/B comparison of two changes). Not
+    // MCP_LEDGER_AGENT_BIN: that names the debug build `make e2e` tests.
+    let bin = std::env::var_os("BENCH_AGENT_BIN")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| root().join("target/release/mcp-ledger-agent"));
     assert!(bin.exists(), "{} missing: make bench builds it with `cargo build --release`", bin.display());
