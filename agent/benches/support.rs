@@ -63,3 +63,20 @@ pub fn thread_cpu_seconds(pid: u32, comm: &str) -> f64 {
         .map(|t| stat_cpu_seconds(&t.path().join("stat").display().to_string()))
         .sum()
 }
+
+/// Context switches (voluntary and not) of all the process's threads so far: each one is
+/// a thread going to sleep or being preempted, so a quiet process has few.
+pub fn context_switches(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
+    tasks
+        .flatten()
+        .map(|t| {
+            let status = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
+            status
+                .lines()
+                .filter(|l| l.starts_with("voluntary_ctxt_switches:") || l.starts_with("nonvoluntary_ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .sum::<u64>()
+        })
+        .sum()
+}

@@ -61,6 +61,9 @@ type Batch = Arc<Vec<AuditRecord>>;
 /// Batches each exporter may have waiting before new ones are dropped for it.
 const EXPORTER_BACKLOG: usize = 8;
 
+/// How often the processor drains the queue while traffic flows.
+const POLL_EVERY: Duration = Duration::from_millis(2);
+
 /// Starts the pipeline thread: the processor and one task per exporter.
 pub fn start(
     config: &PipelineConfig,
@@ -105,18 +108,31 @@ fn spawn_tasks(
     let m = metrics.clone();
     let processor_task = tokio::spawn(async move {
         let mut batch: Vec<AuditRecord> = Vec::with_capacity(batch_size);
-        let mut tick = tokio::time::interval(flush_every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // The processor wakes on a short timer and drains the queue, rather than being woken
-        // by every captured item: a wake-up per message costs the proxy a context switch
-        // on a busy node, a 2 ms delay costs a record nothing.
-        let mut poll = tokio::time::interval(Duration::from_millis(2));
+        // A partial batch is exported `flush_every` after its first record arrived.
+        let flush = tokio::time::sleep(flush_every);
+        tokio::pin!(flush);
+        // While traffic flows the processor wakes on a short timer and drains the queue,
+        // rather than being woken by every captured item: a wake-up per message costs the
+        // proxy a context switch on a busy node, a 2 ms delay costs a record nothing. When a
+        // poll finds the queue empty it waits on the queue instead, so an idle agent does
+        // not wake at all; the first item after a pause costs one wake-up.
+        let mut poll = tokio::time::interval(POLL_EVERY);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut items = Vec::with_capacity(1024);
+        let mut idle = true;
+        let mut reloads = true;
         let mut open = true;
         while open {
             tokio::select! {
-                _ = poll.tick() => {
+                first = rx.recv(), if idle => match first {
+                    Some(item) => {
+                        items.push(item);
+                        idle = false;
+                        poll.reset();
+                    }
+                    None => open = false,
+                },
+                _ = poll.tick(), if !idle => {
                     loop {
                         match rx.try_recv() {
                             Ok(item) => items.push(item),
@@ -130,23 +146,27 @@ fn spawn_tasks(
                             break;
                         }
                     }
-                    m.queue_depth.sub(items.len() as i64);
-                    for item in items.drain(..) {
-                        processor.process(item, &mut batch);
-                        if batch.len() >= batch_size {
-                            send_batch(&outputs, &mut batch, &m);
-                        }
-                    }
+                    idle = items.is_empty();
                 }
-                _ = tick.tick() => {
-                    if !batch.is_empty() {
-                        send_batch(&outputs, &mut batch, &m);
-                    }
+                () = &mut flush, if !batch.is_empty() => send_batch(&outputs, &mut batch, &m),
+                changed = redactor_updates.changed(), if reloads => match changed {
+                    Ok(()) => processor.set_redactor(redactor_updates.borrow_and_update().clone()),
+                    // No more policy reloads: stop asking (a closed channel answers at once).
+                    Err(_) => reloads = false,
+                },
+            }
+            if items.is_empty() {
+                continue;
+            }
+            m.queue_depth.sub(items.len() as i64);
+            for item in items.drain(..) {
+                let was_empty = batch.is_empty();
+                processor.process(item, &mut batch);
+                if was_empty && !batch.is_empty() {
+                    flush.as_mut().reset(tokio::time::Instant::now() + flush_every);
                 }
-                changed = redactor_updates.changed() => {
-                    if changed.is_ok() {
-                        processor.set_redactor(redactor_updates.borrow_and_update().clone());
-                    }
+                if batch.len() >= batch_size {
+                    send_batch(&outputs, &mut batch, &m);
                 }
             }
         }
@@ -195,5 +215,121 @@ async fn export_loop(mut rx: mpsc::Receiver<Batch>, mut sink: Sink, max_attempts
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use bytes::Bytes;
+    use mcp_ledger_crds::McpRedactionPolicySpec;
+    use mcp_ledger_crds::common::Transport;
+
+    use super::*;
+    use crate::capture::{Exchange, Identity, ServerFacts};
+    use crate::mcp::trace::TraceContext;
+
+    fn request(id: u64) -> Captured {
+        let body = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"echo"}}}}"#);
+        let ex = Exchange {
+            id,
+            started: Instant::now(),
+            started_at: jiff::Timestamp::now(),
+            http_method: http::Method::POST,
+            session_id: None,
+            legacy_session: None,
+            protocol_header: None,
+            method_header: None,
+            client_ip: None,
+            trace: TraceContext::random(),
+            request_headers: http::HeaderMap::new(),
+            redacted_request_headers: Default::default(),
+            identity: Identity::default(),
+        };
+        let wire_bytes = body.len() as u64;
+        Captured::Request { ex: Arc::new(ex), body: Bytes::from(body), truncated: false, wire_bytes }
+    }
+
+    /// The pipeline's tasks on the test's runtime (paused time), writing JSON lines to a file.
+    struct TestPipeline {
+        tx: mpsc::Sender<Captured>,
+        path: std::path::PathBuf,
+        processor_task: JoinHandle<()>,
+        exporters: Vec<JoinHandle<()>>,
+    }
+
+    impl TestPipeline {
+        fn start(batch_size: usize, dir: &std::path::Path) -> Self {
+            let config = PipelineConfig { batch_size, flush_interval_ms: 1_000, ..PipelineConfig::default() };
+            let metrics = Metrics::new();
+            let server =
+                ServerFacts { name: "test".into(), namespace: None, pod: None, transport: Transport::StreamableHttp };
+            let redactor = Arc::new(Redactor::new(&McpRedactionPolicySpec::default()));
+            let governance = Arc::new(crate::govern::Governance::new(Default::default()));
+            let processor = Processor::new(server, redactor.clone(), metrics.clone(), governance);
+            let path = dir.join("records.jsonl");
+            let sink = Sink::JsonLines(crate::export::jsonl::JsonLines::open(path.to_str().unwrap()).unwrap());
+            let (_updates, updates) = watch::channel(redactor);
+            let (tx, rx) = mpsc::channel(64);
+            let (processor_task, exporters) = spawn_tasks(&config, processor, updates, vec![sink], metrics, rx);
+            Self { tx, path, processor_task, exporters }
+        }
+
+        /// The records written so far.
+        fn lines(&self) -> Vec<serde_json::Value> {
+            let text = std::fs::read_to_string(&self.path).unwrap_or_default();
+            text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+        }
+
+        /// Closes the queue and waits for the pipeline to finish; returns every record.
+        async fn shutdown(mut self) -> Vec<serde_json::Value> {
+            drop(std::mem::replace(&mut self.tx, mpsc::channel(1).0));
+            (&mut self.processor_task).await.unwrap();
+            for e in std::mem::take(&mut self.exporters) {
+                e.await.unwrap();
+            }
+            self.lines()
+        }
+    }
+
+    fn temp_dir(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("mcp-ledger-pipeline-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_record_after_a_long_pause_waits_the_flush_interval_from_its_arrival_not_longer() {
+        let dir = temp_dir("pause");
+        let p = TestPipeline::start(128, &dir);
+        // A long idle spell: the processor waits on the queue, not on a timer.
+        tokio::time::sleep(Duration::from_secs(3_600)).await;
+        p.tx.try_send(request(7)).unwrap();
+        tokio::time::sleep(Duration::from_millis(990)).await;
+        assert!(p.lines().is_empty(), "a partial batch waits for flushIntervalMs: {:?}", p.lines());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let written = p.lines();
+        assert_eq!(written.len(), 1, "{written:?}");
+        assert_eq!(written[0]["method"], "tools/call");
+        assert_eq!(written[0]["requestId"]["jsonrpc"], "7");
+        assert_eq!(p.shutdown().await.len(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_batch_goes_out_at_once_and_the_rest_at_shutdown() {
+        let dir = temp_dir("full");
+        let p = TestPipeline::start(2, &dir);
+        for id in 1..=3 {
+            p.tx.try_send(request(id)).unwrap();
+        }
+        // One queue poll later (2 ms), far short of the 1 s flush interval.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(p.lines().len(), 2, "{:?}", p.lines());
+        let ids: Vec<serde_json::Value> =
+            p.shutdown().await.iter().map(|r| r["requestId"]["jsonrpc"].clone()).collect();
+        assert_eq!(ids, ["1", "2", "3"]);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
