@@ -89,6 +89,10 @@ impl Identity {
     }
 }
 
+/// Headers after redaction, computed once per HTTP message and shared by its records, and
+/// what the redaction found in them (kind → count).
+pub type RedactedHeaders = (Arc<BTreeMap<String, String>>, BTreeMap<String, u32>);
+
 /// One HTTP exchange through the proxy.
 #[derive(Debug)]
 pub struct Exchange {
@@ -115,7 +119,7 @@ pub struct Exchange {
     /// Request headers, raw: redacted by the processor before they go anywhere.
     pub request_headers: http::HeaderMap,
     /// The request headers after redaction, computed once by the processor.
-    pub redacted_request_headers: OnceLock<(BTreeMap<String, String>, BTreeMap<String, u32>)>,
+    pub redacted_request_headers: OnceLock<RedactedHeaders>,
     /// The caller.
     pub identity: Identity,
 }
@@ -142,7 +146,7 @@ pub struct ResponseHead {
     /// `Mcp-Session-Id` set by the server.
     pub session_id: Option<String>,
     /// The response headers after redaction, computed once by the processor.
-    pub redacted_headers: OnceLock<(BTreeMap<String, String>, BTreeMap<String, u32>)>,
+    pub redacted_headers: OnceLock<RedactedHeaders>,
 }
 
 /// How a response body ended.
@@ -274,7 +278,9 @@ pub struct Processor {
     /// `Last-Event-ID`, so its requests stay open.
     resumable: HashSet<u64>,
     tool_labels: HashSet<String>,
-    server_version: Option<String>,
+    /// The server as records name it (shared by them; its version is learnt from
+    /// `initialize`).
+    identity: Arc<ServerIdentity>,
     protocol_version: Option<String>,
     governance: Arc<govern::Governance>,
 }
@@ -287,8 +293,15 @@ impl Processor {
         metrics: Metrics,
         governance: Arc<govern::Governance>,
     ) -> Self {
+        let identity = Arc::new(ServerIdentity {
+            name: server.name.clone(),
+            namespace: server.namespace.clone(),
+            pod: server.pod.clone(),
+            version: None,
+        });
         Self {
             server,
+            identity,
             redactor,
             metrics,
             pending: HashMap::new(),
@@ -300,7 +313,6 @@ impl Processor {
             exchange_requests: HashMap::new(),
             resumable: HashSet::new(),
             tool_labels: HashSet::new(),
-            server_version: None,
             protocol_version: None,
             governance,
         }
@@ -561,7 +573,10 @@ impl Processor {
         let method = pending.as_ref().map(|p| p.method.clone());
         if method.as_deref() == Some("initialize") || method.as_deref() == Some("server/discover") {
             if let Some((_, version)) = msg.server_info() {
-                self.server_version = Some(version.to_owned()).filter(|v| !v.is_empty());
+                let version = Some(version.to_owned()).filter(|v| !v.is_empty());
+                if version != self.identity.version {
+                    Arc::make_mut(&mut self.identity).version = version;
+                }
             }
             if let Some(v) = msg.protocol_version() {
                 self.protocol_version = Some(v.to_owned());
@@ -585,7 +600,7 @@ impl Processor {
                 r.governance = Some(GovernanceDetail { tools, ..Default::default() });
             }
         }
-        r.server.version = self.server_version.clone();
+        r.server = self.identity.clone();
         r.protocol_version = self.protocol_version.clone();
         r.method = method.clone();
         if let Some(p) = &pending {
@@ -878,7 +893,7 @@ impl Processor {
             .get_or_init(|| {
                 let mut kinds = BTreeMap::new();
                 let headers = self.redactor.headers(raw.iter().map(|(k, v)| (k.as_str(), v.as_bytes())), &mut kinds);
-                (headers, kinds)
+                (Arc::new(headers), kinds)
             })
             .clone();
         let now = Timestamp::now();
@@ -909,12 +924,7 @@ impl Processor {
             client_ip: ex.client_ip.clone(),
             direction,
             transport: self.server.transport,
-            server: ServerIdentity {
-                name: self.server.name.clone(),
-                namespace: self.server.namespace.clone(),
-                pod: self.server.pod.clone(),
-                version: self.server_version.clone(),
-            },
+            server: self.identity.clone(),
             duration_ns: None,
             body_bytes: 0,
             body: None,

@@ -5,12 +5,17 @@
 //! built, so nothing in a record is a credential, secret or PII.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use jiff::Timestamp;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::common::Transport;
+
+fn no_headers(headers: &Arc<BTreeMap<String, String>>) -> bool {
+    headers.is_empty()
+}
 
 /// One audit record.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -32,9 +37,11 @@ pub struct AuditRecord {
     /// Content type of the message's HTTP body: `json`, `sse`, `text`, `empty` or `other`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_type: Option<String>,
+    // Shared: every record of one HTTP message (each event of an SSE stream, each message
+    // of a batch) carries the same map, redacted once.
     /// HTTP headers of the leg, after redaction (lower-case names).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub headers: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "no_headers")]
+    pub headers: Arc<BTreeMap<String, String>>,
     /// Verified user id, from a verified JWT or a trusted gateway.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_id: Option<String>,
@@ -75,7 +82,8 @@ pub struct AuditRecord {
     /// MCP transport.
     pub transport: Transport,
     /// The server that handled the message.
-    pub server: ServerIdentity,
+    // Shared by the records of one agent until the server's version is learnt.
+    pub server: Arc<ServerIdentity>,
     /// For a response: time from the request to this response, in nanoseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_ns: Option<u64>,

@@ -512,7 +512,7 @@ fn sample_record() -> AuditRecord {
         event_type: EventType::McpResponseError,
         response_code: Some(200),
         response_type: Some("sse".into()),
-        headers: [("content-type".to_owned(), "text/event-stream".to_owned())].into(),
+        headers: std::sync::Arc::new([("content-type".to_owned(), "text/event-stream".to_owned())].into()),
         user_id: Some("alice".into()),
         team_id: Some("platform".into()),
         org_id: None,
@@ -528,12 +528,12 @@ fn sample_record() -> AuditRecord {
         client_ip: Some("10.1.2.3".into()),
         direction: Direction::ServerToClient,
         transport: crate::common::Transport::StreamableHttp,
-        server: ServerIdentity {
+        server: std::sync::Arc::new(ServerIdentity {
             name: "github".into(),
             namespace: Some("tools".into()),
             pod: Some("github-0".into()),
             version: None,
-        },
+        }),
         duration_ns: Some(1_500_000),
         body_bytes: 120,
         body: Some(json!({"jsonrpc": "2.0", "id": 7, "error": {"code": -32602, "message": "[REDACTED:email]"}})),

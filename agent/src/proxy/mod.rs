@@ -37,17 +37,18 @@ use tap::{PrefixedBody, TapBody};
 /// The body type the proxy answers with.
 pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1) that a proxy must not forward.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+/// Hop-by-hop headers (RFC 9110 §7.6.1) that a proxy must not forward. Header names, not
+/// strings: removing by a string parses it into a name first, on every request.
+const HOP_BY_HOP: [http::HeaderName; 9] = [
+    header::CONNECTION,
+    http::HeaderName::from_static("keep-alive"),
+    http::HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
 
 /// Proxy settings and shared state.
@@ -297,8 +298,8 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
         .filter(|s| !s.is_empty())
         .collect();
-    for name in HOP_BY_HOP {
-        headers.remove(*name);
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
     }
     for name in named {
         headers.remove(name.as_str());
@@ -308,9 +309,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// The trace context in `params._meta.traceparent` of the first message, looked for only
 /// when the body mentions it.
 fn meta_trace(body: &[u8]) -> Option<TraceContext> {
-    if !body.windows(11).any(|w| w == b"traceparent") {
-        return None;
-    }
+    memchr::memmem::find(body, b"traceparent")?;
     let messages = crate::mcp::jsonrpc::parse(body).ok()?;
     messages.iter().find_map(|m| m.meta_traceparent().and_then(TraceContext::parse))
 }
