@@ -334,10 +334,7 @@ async fn run() {
     let best = |v: &[f64]| v.iter().cloned().fold(0.0, f64::max);
     let (d, b, a) = (best(&direct), best(&bare), best(&via));
     println!("  direct        {d:>10.0} req/s");
-    println!(
-        "  bare proxy    {b:>10.0} req/s   ({:.1} % of direct: the ceiling for any proxy hop here)",
-        b / d * 100.0
-    );
+    println!("  bare proxy    {b:>10.0} req/s   ({:.1} % of direct: one hyper hop, capture aside)", b / d * 100.0);
     println!("  via agent     {a:>10.0} req/s");
     println!("  ratio         {:>10.1} %   (target >= 70 %)", a / d * 100.0);
     println!(
