@@ -71,7 +71,8 @@ demo: toolchain ## Run a real MCP server behind the agent, send real traffic, pr
 	@scripts/demo.sh
 
 .PHONY: bench
-bench: toolchain peers ## Benchmarks: redaction MB/s; req/s and latency direct vs. through the agent; agent RSS; disk buffer records/s; access decision ns; node agent records/s per core (receive, enrich, buffer, export)
+bench: toolchain ## Benchmarks: redaction MB/s; req/s and latency direct vs. through the agent; agent RSS; disk buffer records/s; access decision ns; node agent records/s per core (receive, enrich, buffer, export)
+	@scripts/install-peers.sh --bench
 	$(CARGO) build --locked --release -p mcp-ledger-agent
 	$(CARGO) bench --locked -p mcp-ledger-agent --bench redact
 	$(CARGO) bench --locked -p mcp-ledger-agent --bench proxy

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Installs the real peers the tests and the demo use, pinned (--python-only: just .venv):
+# Installs the real peers the tests and the demo use, pinned (--python-only: just .venv;
+# --bench: also what make bench needs):
 #  - tests/peers/node_modules: the official TypeScript SDK and the reference server, and
 #    @grafana/schema with the TypeScript compiler (the dashboard type check);
 #  - .venv: the official MCP Python SDK, an OTLP/HTTP receiver (oteltap), the official
 #    OpenTelemetry generated types and grpcio (tests/peers/requirements.txt);
-#  - Prometheus and promtool from Debian (apt), when they are not on the machine yet.
+#  - Prometheus and promtool from Debian (apt), when they are not on the machine yet;
+#  - with --bench, valgrind from Debian too (the proxy benchmark's instruction counts).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -f .venv/.installed ] || [ tests/peers/requirements.txt -nt .venv/.installed ]; then
@@ -18,17 +20,28 @@ if [ ! -f tests/peers/node_modules/.installed ] || [ tests/peers/package-lock.js
   (cd tests/peers && npm ci --no-audit --no-fund --loglevel=error)
   touch tests/peers/node_modules/.installed
 fi
-if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
+# Installs Debian package $1 when one of the commands after it is missing.
+apt_install() {
+  local package=$1 missing=""
+  shift
+  for command in "$@"; do command -v "$command" >/dev/null 2>&1 || missing=1; done
+  [ -z "$missing" ] && return 1
   sudo=""
   if [ "$(id -u)" != 0 ]; then
-    command -v sudo >/dev/null 2>&1 || { echo "install-peers: Prometheus is missing and this user cannot install Debian packages; install the 'prometheus' package" >&2; exit 1; }
+    command -v sudo >/dev/null 2>&1 || { echo "install-peers: $* missing and this user cannot install Debian packages; install the '$package' package" >&2; exit 1; }
     sudo="sudo"
   fi
-  echo "install-peers: installing prometheus and promtool from Debian"
+  echo "install-peers: installing $package from Debian"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$package" >/dev/null
+}
+if apt_install prometheus prometheus promtool; then
   # The package may start a system service; the tests run their own instances.
   $sudo systemctl stop prometheus >/dev/null 2>&1 || true
+fi
+# valgrind counts the proxy benchmark's instructions per request (make bench only).
+if [ "${1:-}" = "--bench" ]; then
+  apt_install valgrind valgrind || true
 fi
 # helm (official static build, pinned) for the chart tests.
 scripts/install-helm.sh >/dev/null

@@ -95,24 +95,139 @@ fn root() -> std::path::PathBuf {
 }
 
 fn agent(upstream: u16, work: &std::path::Path) -> (Proc, u16, u16) {
+    let (port, admin) = (free_port(), free_port());
+    let child = agent_command(None, upstream, port, admin, work).stdout(Stdio::null()).spawn().unwrap();
+    wait_port(port);
+    (Proc(child), port, admin)
+}
+
+/// The agent in local mode in front of `upstream`, run by `wrapper` (valgrind) if given.
+fn agent_command(wrapper: Option<Command>, upstream: u16, port: u16, admin: u16, work: &std::path::Path) -> Command {
     // BENCH_AGENT_BIN runs another build (an A/B comparison of two changes). Not
     // MCP_LEDGER_AGENT_BIN: that names the debug build `make e2e` tests.
     let bin = std::env::var_os("BENCH_AGENT_BIN")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| root().join("target/release/mcp-ledger-agent"));
     assert!(bin.exists(), "{} missing: make bench builds it with `cargo build --release`", bin.display());
-    let (port, admin) = (free_port(), free_port());
-    let child = Command::new(bin)
-        .args(["--mode", "local", "--server-name", "bench", "--log", "error"])
+    let mut cmd = wrapped(wrapper, bin);
+    cmd.args(["--mode", "local", "--server-name", "bench", "--log", "error"])
         .arg(format!("--upstream=http://127.0.0.1:{upstream}"))
         .arg(format!("--listen=127.0.0.1:{port}"))
         .arg(format!("--admin=127.0.0.1:{admin}"))
-        .arg(format!("--jsonl={}", work.join("records.jsonl").display()))
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_port(port);
-    (Proc(child), port, admin)
+        .arg(format!("--jsonl={}", work.join("records.jsonl").display()));
+    cmd
+}
+
+/// The bare proxy (this binary in that role) in front of `upstream`, run by `wrapper` if given.
+fn bare_proxy_command(wrapper: Option<Command>, upstream: u16, port: u16) -> Command {
+    let mut cmd = wrapped(wrapper, std::env::current_exe().unwrap());
+    cmd.env("BENCH_ROLE", "bare-proxy").env("BENCH_PORT", port.to_string()).env("BENCH_UPSTREAM", upstream.to_string());
+    cmd
+}
+
+/// `program`, or `wrapper` running it.
+fn wrapped(wrapper: Option<Command>, program: std::path::PathBuf) -> Command {
+    match wrapper {
+        Some(mut w) => {
+            w.arg(program);
+            w
+        }
+        None => Command::new(program),
+    }
+}
+
+/// Sequential requests for the instruction counts: fewer and more, so that what the
+/// process does once (start-up, policy compilation, shutdown) drops out of the difference.
+const COUNTED: [usize; 2] = [200, 1_200];
+
+/// User-space instructions per request of the bare proxy and of the agent (per thread),
+/// counted by valgrind's callgrind. Unlike a timing, the count is the same on a busy
+/// machine as on an idle one, so it compares two builds where timings cannot; it leaves
+/// out the kernel's share (system calls, TCP).
+async fn instructions(up_port: u16, work: &std::path::Path) {
+    if Command::new("valgrind").arg("--version").output().is_err() {
+        println!("\n[instructions per request] skipped: valgrind missing (make bench installs it from Debian)");
+        return;
+    }
+    let (few, many) = (COUNTED[0], COUNTED[1]);
+    println!(
+        "\n[instructions per request: valgrind callgrind, user space only, {many} - {few} sequential requests, one connection]"
+    );
+    let mut bare = [0u64; 2];
+    let mut agent = [Vec::new(), Vec::new()];
+    for (i, n) in COUNTED.into_iter().enumerate() {
+        let port = free_port();
+        let out = work.join(format!("callgrind-bare-{n}"));
+        let child = bare_proxy_command(Some(callgrind(&out)), up_port, port).stderr(Stdio::null()).spawn().unwrap();
+        wait_port(port);
+        sequential(port, n).await;
+        terminate(child);
+        bare[i] = callgrind_threads(&out).iter().sum();
+
+        let (port, admin) = (free_port(), free_port());
+        let out = work.join(format!("callgrind-agent-{n}"));
+        let child = agent_command(Some(callgrind(&out)), up_port, port, admin, work)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_port(port);
+        sequential(port, n).await;
+        drained(admin).await;
+        terminate(child);
+        agent[i] = callgrind_threads(&out);
+    }
+    let per_request = |a: u64, b: u64| b.saturating_sub(a) as f64 / (many - few) as f64;
+    let bare_per = per_request(bare[0], bare[1]);
+    let thread = |t: usize| per_request(agent[0].get(t).copied().unwrap_or(0), agent[1].get(t).copied().unwrap_or(0));
+    let agent_per: f64 = (0..agent[1].len()).map(thread).sum();
+    println!("  bare proxy    {bare_per:>10.0}");
+    println!(
+        "  via agent     {agent_per:>10.0}   ({:.1} x the bare proxy; proxy thread {:.0}, other threads (record pipeline) {:.0})",
+        agent_per / bare_per,
+        thread(0),
+        agent_per - thread(0)
+    );
+}
+
+fn callgrind(out: &std::path::Path) -> Command {
+    let mut cmd = Command::new("valgrind");
+    cmd.args(["--tool=callgrind", "--separate-threads=yes"]).arg(format!("--callgrind-out-file={}", out.display()));
+    cmd
+}
+
+/// SIGTERM (the agent drains and exits; valgrind writes its counts on the way out).
+fn terminate(mut child: std::process::Child) {
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = child.wait();
+}
+
+/// The instruction total of each thread of a callgrind run (`<out>-01`, `<out>-02`, ...).
+fn callgrind_threads(out: &std::path::Path) -> Vec<u64> {
+    (1..)
+        .map(|t| std::fs::read_to_string(format!("{}-{t:02}", out.display())))
+        .take_while(Result::is_ok)
+        .map(|text| {
+            let text = text.unwrap();
+            let summary = text
+                .lines()
+                .find_map(|l| l.strip_prefix("summary:"))
+                .or_else(|| text.lines().find_map(|l| l.strip_prefix("totals:")));
+            summary.and_then(|s| s.trim().parse().ok()).unwrap_or(0)
+        })
+        .collect()
+}
+
+/// `n` requests one after another over one connection.
+async fn sequential(port: u16, n: usize) {
+    let mut send = connect(port).await;
+    for _ in 0..n {
+        // The connection takes the next request only once it has finished the last one.
+        send.ready().await.expect("connection ready");
+        let resp = send.send_request(request(port, "/mcp")).await.expect("request");
+        assert!(resp.status().is_success(), "status {}", resp.status());
+        resp.into_body().collect().await.unwrap();
+    }
 }
 
 async fn metrics(admin: u16) -> String {
@@ -253,14 +368,7 @@ async fn run() {
     );
     wait_port(up_port);
     let bare_port = free_port();
-    let bare_proc = Proc(
-        Command::new(std::env::current_exe().unwrap())
-            .env("BENCH_ROLE", "bare-proxy")
-            .env("BENCH_PORT", bare_port.to_string())
-            .env("BENCH_UPSTREAM", up_port.to_string())
-            .spawn()
-            .unwrap(),
-    );
+    let bare_proc = Proc(bare_proxy_command(None, up_port, bare_port).spawn().unwrap());
     wait_port(bare_port);
     let bare_pid = bare_proc.0.id();
     let (agent_proc, agent_port, agent_admin) = agent(up_port, &work);
@@ -391,5 +499,6 @@ async fn run() {
     } else {
         println!("\n[real SDK server] skipped: .venv missing (run `make peers`)");
     }
+    instructions(up_port, &work).await;
     let _ = std::fs::remove_dir_all(&work);
 }
