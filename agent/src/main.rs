@@ -289,15 +289,23 @@ fn run_node(args: &Args) -> Result<()> {
         .unwrap_or("0.0.0.0:9090")
         .parse()
         .context("--admin must be an address like 0.0.0.0:9090")?;
-    let runtime = runtime(args.mode, args.worker_threads)?;
-    runtime.block_on(async move {
+    until_signal(args, |shutdown| mcp_ledger_agent::node::run(options, admin, shutdown))
+}
+
+/// Runs `serve` on the mode's runtime; SIGTERM or SIGINT turns its shutdown signal true.
+fn until_signal<F, Fut>(args: &Args, serve: F) -> Result<()>
+where
+    F: FnOnce(tokio::sync::watch::Receiver<bool>) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    runtime(args.mode, args.worker_threads)?.block_on(async move {
         let (tx, rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             mcp_ledger_agent::process::shutdown_signal().await;
-            tracing::info!("shutdown requested");
+            tracing::info!("shutdown requested: draining");
             let _ = tx.send(true);
         });
-        mcp_ledger_agent::node::run(options, admin, rx).await
+        serve(rx).await
     })
 }
 
@@ -321,22 +329,13 @@ fn main() -> Result<()> {
         return run_node(&args);
     }
     let config = load(&args)?;
-    let runtime = runtime(args.mode, args.worker_threads)?;
-    runtime.block_on(async move {
-        let (tx, rx) = tokio::sync::watch::channel(false);
-        tokio::spawn(async move {
-            mcp_ledger_agent::process::shutdown_signal().await;
-            tracing::info!("shutdown requested: draining");
-            let _ = tx.send(true);
-        });
-        let options = mcp_ledger_agent::RunOptions {
-            mode: if args.mode == Mode::Local { "local" } else { "sidecar" },
-            config_file: args.config.clone(),
-            pod: mcp_ledger_agent::PodInfo::from_env(),
-            drain: Duration::from_secs(args.drain_seconds),
-        };
-        mcp_ledger_agent::run(config, options, rx).await
-    })
+    let options = mcp_ledger_agent::RunOptions {
+        mode: if args.mode == Mode::Local { "local" } else { "sidecar" },
+        config_file: args.config.clone(),
+        pod: mcp_ledger_agent::PodInfo::from_env(),
+        drain: Duration::from_secs(args.drain_seconds),
+    };
+    until_signal(&args, |shutdown| mcp_ledger_agent::run(config, options, shutdown))
 }
 
 #[cfg(test)]
