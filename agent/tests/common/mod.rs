@@ -36,8 +36,30 @@ pub fn python() -> PathBuf {
     p
 }
 
+/// A port nothing listens on, for a peer that is told its port before it starts.
+///
+/// Chosen at random below the kernel's ephemeral range (`ip_local_port_range`): every
+/// `bind(0)` listener of the tests running alongside gets a port from that range, so none
+/// can take this one while the peer starts (a port from `bind(0)` could, and once did: a
+/// Streamable HTTP reference server of another test answered the SSE test's GET with 404).
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    const LOWEST: u16 = 10_000;
+    if ephemeral_low <= LOWEST + 1_000 {
+        return StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    }
+    let seed = std::collections::hash_map::RandomState::new();
+    for attempt in 0u32.. {
+        let draw = std::hash::BuildHasher::hash_one(&seed, (std::process::id(), attempt));
+        let port = LOWEST + (draw % u64::from(ephemeral_low - LOWEST)) as u16;
+        if StdListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    unreachable!("the loop returns")
 }
 
 pub fn scratch(name: &str) -> PathBuf {
