@@ -20,28 +20,32 @@ if [ ! -f tests/peers/node_modules/.installed ] || [ tests/peers/package-lock.js
   (cd tests/peers && npm ci --no-audit --no-fund --loglevel=error)
   touch tests/peers/node_modules/.installed
 fi
-# Installs Debian package $1 when one of the commands after it is missing.
+# True when one of the commands is not on the machine.
+missing() {
+  local command
+  for command in "$@"; do command -v "$command" >/dev/null 2>&1 || return 0; done
+  return 1
+}
+# Installs Debian package $1 (sudo when not root). Called as a plain command, so that a
+# failed apt-get stops this script (set -e does not apply inside a condition).
 apt_install() {
-  local package=$1 missing=""
-  shift
-  for command in "$@"; do command -v "$command" >/dev/null 2>&1 || missing=1; done
-  [ -z "$missing" ] && return 1
   sudo=""
   if [ "$(id -u)" != 0 ]; then
-    command -v sudo >/dev/null 2>&1 || { echo "install-peers: $* missing and this user cannot install Debian packages; install the '$package' package" >&2; exit 1; }
+    command -v sudo >/dev/null 2>&1 || { echo "install-peers: this user cannot install Debian packages; install the '$1' package" >&2; exit 1; }
     sudo="sudo"
   fi
-  echo "install-peers: installing $package from Debian"
+  echo "install-peers: installing $1 from Debian"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$package" >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$1" >/dev/null
 }
-if apt_install prometheus prometheus promtool; then
+if missing prometheus promtool; then
+  apt_install prometheus
   # The package may start a system service; the tests run their own instances.
   $sudo systemctl stop prometheus >/dev/null 2>&1 || true
 fi
 # valgrind counts the proxy benchmark's instructions per request (make bench only).
-if [ "${1:-}" = "--bench" ]; then
-  apt_install valgrind valgrind || true
+if [ "${1:-}" = "--bench" ] && missing valgrind; then
+  apt_install valgrind
 fi
 # helm (official static build, pinned) for the chart tests.
 scripts/install-helm.sh >/dev/null
