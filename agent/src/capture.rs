@@ -264,7 +264,7 @@ const MAX_TOOL_LABELS: usize = 256;
 
 /// Turns captured traffic into audit records.
 pub struct Processor {
-    server: ServerFacts,
+    transport: Transport,
     redactor: Arc<Redactor>,
     metrics: Metrics,
     pending: HashMap<(String, String), Pending>,
@@ -293,14 +293,10 @@ impl Processor {
         metrics: Metrics,
         governance: Arc<govern::Governance>,
     ) -> Self {
-        let identity = Arc::new(ServerIdentity {
-            name: server.name.clone(),
-            namespace: server.namespace.clone(),
-            pod: server.pod.clone(),
-            version: None,
-        });
+        let identity =
+            Arc::new(ServerIdentity { name: server.name, namespace: server.namespace, pod: server.pod, version: None });
         Self {
-            server,
+            transport: server.transport,
             identity,
             redactor,
             metrics,
@@ -616,10 +612,13 @@ impl Processor {
                     Some((Some(_), _)) => "error",
                     Some((None, _)) => "tool_error",
                 };
-                self.metrics.requests.with_label_values(&[&self.server.name, method_label, tool_label, outcome]).inc();
+                self.metrics
+                    .requests
+                    .with_label_values(&[&self.identity.name, method_label, tool_label, outcome])
+                    .inc();
                 self.metrics
                     .duration
-                    .with_label_values(&[&self.server.name, method_label])
+                    .with_label_values(&[&self.identity.name, method_label])
                     .observe(elapsed.as_secs_f64());
             }
         }
@@ -696,7 +695,7 @@ impl Processor {
             let tool_label = p.tool.as_deref().map(|t| self.tool_label(t)).unwrap_or("");
             self.metrics
                 .requests
-                .with_label_values(&[&self.server.name, jsonrpc::method_label(&p.method), tool_label, "unanswered"])
+                .with_label_values(&[&self.identity.name, jsonrpc::method_label(&p.method), tool_label, "unanswered"])
                 .inc();
             out.push(r);
         }
@@ -788,8 +787,8 @@ impl Processor {
     /// `<server>/<tool>@<definitionHash>`, or `<server>/<tool>` before the tool was listed.
     fn tool_id(&self, tool: &str) -> String {
         match self.governance.tool_hash(tool) {
-            Some(hash) => format!("{}/{tool}@{hash}", self.server.name),
-            None => format!("{}/{tool}", self.server.name),
+            Some(hash) => format!("{}/{tool}@{hash}", self.identity.name),
+            None => format!("{}/{tool}", self.identity.name),
         }
     }
 
@@ -807,7 +806,7 @@ impl Processor {
                 self.metrics
                     .policy_denials
                     .with_label_values(&[
-                        self.server.name.as_str(),
+                        self.identity.name.as_str(),
                         decision.control.as_str(),
                         decision.policy.as_deref().unwrap_or(""),
                         decision.rule.as_deref().unwrap_or(""),
@@ -820,7 +819,7 @@ impl Processor {
                 (tool, detail, EventType::PolicyDenied, level)
             }
             govern::Event::ToolChanged { tool, change } => {
-                self.metrics.tool_changes.with_label_values(&[&self.server.name, &change.change]).inc();
+                self.metrics.tool_changes.with_label_values(&[&self.identity.name, &change.change]).inc();
                 let level = if self.governance.change_is_warning() { Level::Warn } else { Level::Info };
                 let detail = GovernanceDetail { tool_change: Some(change), ..Default::default() };
                 (Some(tool), detail, EventType::ToolDefinitionChanged, level)
@@ -923,7 +922,7 @@ impl Processor {
             protocol_version: ex.protocol_header.clone().or_else(|| self.protocol_version.clone()),
             client_ip: ex.client_ip.clone(),
             direction,
-            transport: self.server.transport,
+            transport: self.transport,
             server: self.identity.clone(),
             duration_ns: None,
             body_bytes: 0,
