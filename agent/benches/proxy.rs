@@ -118,10 +118,17 @@ fn agent_command(wrapper: Option<Command>, upstream: u16, port: u16, admin: u16,
     cmd
 }
 
-/// The bare proxy (this binary in that role) in front of `upstream`, run by `wrapper` if given.
-fn bare_proxy_command(wrapper: Option<Command>, upstream: u16, port: u16) -> Command {
+/// This binary in `role` (see `main`) on `port`, run by `wrapper` if given.
+fn role_command(wrapper: Option<Command>, role: &str, port: u16) -> Command {
     let mut cmd = wrapped(wrapper, std::env::current_exe().unwrap());
-    cmd.env("BENCH_ROLE", "bare-proxy").env("BENCH_PORT", port.to_string()).env("BENCH_UPSTREAM", upstream.to_string());
+    cmd.env("BENCH_ROLE", role).env("BENCH_PORT", port.to_string());
+    cmd
+}
+
+/// The bare proxy in front of `upstream`, run by `wrapper` if given.
+fn bare_proxy_command(wrapper: Option<Command>, upstream: u16, port: u16) -> Command {
+    let mut cmd = role_command(wrapper, "bare-proxy", port);
+    cmd.env("BENCH_UPSTREAM", upstream.to_string());
     cmd
 }
 
@@ -158,24 +165,13 @@ async fn instructions(up_port: u16, work: &std::path::Path) {
     for (i, n) in COUNTED.into_iter().enumerate() {
         let port = free_port();
         let out = work.join(format!("callgrind-bare-{n}"));
-        let child = bare_proxy_command(Some(callgrind(&out)), up_port, port).stderr(Stdio::null()).spawn().unwrap();
-        wait_port(port);
-        sequential(port, n).await;
-        terminate(child);
-        bare[i] = callgrind_threads(&out).iter().sum();
+        let cmd = bare_proxy_command(Some(callgrind(&out)), up_port, port);
+        bare[i] = counted(cmd, port, None, n, &out).await.iter().sum();
 
         let (port, admin) = (free_port(), free_port());
         let out = work.join(format!("callgrind-agent-{n}"));
-        let child = agent_command(Some(callgrind(&out)), up_port, port, admin, work)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        wait_port(port);
-        sequential(port, n).await;
-        drained(admin).await;
-        terminate(child);
-        agent[i] = callgrind_threads(&out);
+        let cmd = agent_command(Some(callgrind(&out)), up_port, port, admin, work);
+        agent[i] = counted(cmd, port, Some(admin), n, &out).await;
     }
     let per_request = |a: u64, b: u64| b.saturating_sub(a) as f64 / (many - few) as f64;
     let bare_per = per_request(bare[0], bare[1]);
@@ -188,6 +184,19 @@ async fn instructions(up_port: u16, work: &std::path::Path) {
         thread(0),
         agent_per - thread(0)
     );
+}
+
+/// Runs `cmd` (under callgrind, writing to `out`), sends it `n` requests on `port`, waits
+/// for the agent behind `admin` (if any) to process them, stops it: each thread's count.
+async fn counted(mut cmd: Command, port: u16, admin: Option<u16>, n: usize, out: &std::path::Path) -> Vec<u64> {
+    let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    wait_port(port);
+    sequential(port, n).await;
+    if let Some(admin) = admin {
+        drained(admin).await;
+    }
+    terminate(child);
+    callgrind_threads(out)
 }
 
 fn callgrind(out: &std::path::Path) -> Command {
@@ -279,7 +288,7 @@ fn request(port: u16, path: &str) -> hyper::Request<Full<Bytes>> {
         .unwrap()
 }
 
-/// The latency measurement alternates direct and through-the-agent rounds this many times.
+/// The latency measurement alternates direct, bare-proxy and agent rounds this many times.
 const LATENCY_ROUNDS: usize = 4;
 
 const BODY_WITH_META: &str = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hello"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#;
@@ -359,13 +368,7 @@ async fn run() {
     let work = std::env::temp_dir().join(format!("mcp-ledger-bench-{}", std::process::id()));
     std::fs::create_dir_all(&work).unwrap();
     let up_port = free_port();
-    let _up = Proc(
-        Command::new(std::env::current_exe().unwrap())
-            .env("BENCH_ROLE", "upstream")
-            .env("BENCH_PORT", up_port.to_string())
-            .spawn()
-            .unwrap(),
-    );
+    let _up = Proc(role_command(None, "upstream", up_port).spawn().unwrap());
     wait_port(up_port);
     let bare_port = free_port();
     let bare_proc = Proc(bare_proxy_command(None, up_port, bare_port).spawn().unwrap());
@@ -420,7 +423,7 @@ async fn run() {
     let rss_steady = rss_mib(pid);
 
     println!("\n[echo-speed MCP upstream, saturation: 32 keep-alive connections, closed loop]");
-    // Warm up both paths, then alternate to spread machine noise over both.
+    // Warm up every path, then alternate to spread machine noise over all of them.
     for port in [up_port, bare_port, agent_port] {
         saturate(port, "/mcp", 8, 0.5).await;
     }
