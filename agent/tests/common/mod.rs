@@ -40,8 +40,8 @@ pub fn python() -> PathBuf {
 ///
 /// Chosen at random below the kernel's ephemeral range (`ip_local_port_range`): every
 /// `bind(0)` listener of the tests running alongside gets a port from that range, so none
-/// can take this one while the peer starts (a port from `bind(0)` could, and once did: a
-/// Streamable HTTP reference server of another test answered the SSE test's GET with 404).
+/// can take this one while the peer starts. A port from `bind(0)` could: the likely cause
+/// of a run where the SSE test's GET got the 404 of a Streamable HTTP server.
 pub fn free_port() -> u16 {
     let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
