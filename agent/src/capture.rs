@@ -10,12 +10,12 @@ use bytes::Bytes;
 use jiff::Timestamp;
 use mcp_ledger_crds::common::Transport;
 use mcp_ledger_crds::record::{
-    AuditRecord, Direction, EventType, Governance as GovernanceDetail, IdentitySource, Level, RecordError,
+    AuditRecord, Direction, EventType, Governance as GovernanceDetail, IdentitySource, Level, RawJson, RecordError,
     RedactionSummary, RequestId, ServerIdentity,
 };
-use serde_json::Value;
 
 use crate::govern;
+use crate::json::Node;
 use crate::mcp::jsonrpc::{self, Kind, Message};
 use crate::mcp::trace::TraceContext;
 use crate::metrics::Metrics;
@@ -581,16 +581,16 @@ impl Processor {
         if method.as_deref() == Some("tools/list")
             && let Some(result) = msg.result()
         {
-            for tool in result.get("tools").and_then(Value::as_array).into_iter().flatten() {
+            for tool in result.get("tools").and_then(Node::as_array).into_iter().flatten() {
                 if self.tool_labels.len() < MAX_TOOL_LABELS
-                    && let Some(name) = tool.get("name").and_then(Value::as_str)
+                    && let Some(name) = tool.get("name").and_then(Node::as_str)
                 {
                     self.tool_labels.insert(name.to_owned());
                 }
             }
             // The last page: the whole list the server offered (before any filtering), for
             // the inventory.
-            if result.get("nextCursor").is_none_or(Value::is_null)
+            if result.get("nextCursor").is_none_or(Node::is_null)
                 && let Some(tools) = self.governance.complete_list()
             {
                 r.governance = Some(GovernanceDetail { tools, ..Default::default() });
@@ -632,9 +632,6 @@ impl Processor {
         // Session start: the server assigned a session in its answer to initialize.
         let new_session = head.and_then(|h| h.session_id.clone()).filter(|_| method.as_deref() == Some("initialize"));
         self.finish_body(&mut r, msg.value);
-        if let Some(e) = r.error.as_mut() {
-            e.message = r.body.as_ref().and_then(error_message);
-        }
         out.push(r);
         if let Some(session) = new_session
             && self.sessions.insert(format!("mcp:{session}"))
@@ -772,7 +769,7 @@ impl Processor {
         r
     }
 
-    fn parse(&self, body: &Bytes, truncated: bool) -> Result<Vec<Message>, String> {
+    fn parse<'b>(&self, body: &'b Bytes, truncated: bool) -> Result<Vec<Message<'b>>, String> {
         if truncated {
             self.metrics.parse_errors.with_label_values(&["truncated"]).inc();
             return Err("body larger than capture.maxBodyBytes: payload not recorded".to_owned());
@@ -934,15 +931,24 @@ impl Processor {
         }
     }
 
-    fn finish_body(&self, r: &mut AuditRecord, mut body: Value) {
-        let outcome = self.redactor.json(&mut body, &mut r.redaction.kinds);
+    /// Redacts the message into the record's body; an error record also gets its message
+    /// from the redacted body.
+    fn finish_body(&self, r: &mut AuditRecord, mut body: Node<'_>) {
+        let outcome = self.redactor.node(&mut body, &mut r.redaction.kinds);
         for (kind, n) in &r.redaction.kinds {
             self.metrics.redactions.with_label_values(&[redaction_label(kind)]).inc_by(u64::from(*n));
         }
-        match outcome.drop_payload {
-            Some(reason) => r.redaction.payload_dropped = Some(reason),
-            None => r.body = Some(body),
+        if let Some(reason) = outcome.drop_payload {
+            r.redaction.payload_dropped = Some(reason);
+            return;
         }
+        if let Some(e) = r.error.as_mut() {
+            e.message = error_message(&body);
+        }
+        // Redaction rarely lengthens a message: its size on the wire is room enough.
+        let mut text = Vec::with_capacity(usize::try_from(r.body_bytes).unwrap_or(0).min(1 << 20) + 16);
+        body.write(&mut text);
+        r.body = Some(RawJson::from_written(String::from_utf8(text).expect("JSON text from UTF-8 parts")));
     }
 }
 
@@ -977,15 +983,15 @@ fn leak_label(name: &str) -> &'static str {
     leaked
 }
 
-fn error_message(body: &Value) -> Option<String> {
-    if let Some(m) = body.get("error").and_then(|e| e.get("message")).and_then(Value::as_str) {
+fn error_message(body: &Node) -> Option<String> {
+    if let Some(m) = body.get("error").and_then(|e| e.get("message")).and_then(Node::as_str) {
         return Some(m.chars().take(512).collect());
     }
     body.get("result")?
         .get("content")?
         .as_array()?
         .iter()
-        .find_map(|c| c.get("text").and_then(Value::as_str))
+        .find_map(|c| c.get("text").and_then(Node::as_str))
         .map(|t| t.chars().take(512).collect())
 }
 

@@ -7,6 +7,7 @@ pub mod capture;
 pub mod export;
 pub mod govern;
 pub mod ids;
+pub mod json;
 pub mod mcp;
 pub mod metrics;
 pub mod node;

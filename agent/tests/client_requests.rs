@@ -59,7 +59,7 @@ async fn check(transport: &str) {
         assert_eq!(answered.request_id.jsonrpc, asked.request_id.jsonrpc, "the answer names the server's request");
         assert_eq!(answered.correlation_id, asked.correlation_id, "request and answer share one correlation id");
         assert!(answered.duration_ns.is_some(), "the answer's record says how long the client took: {answered:?}");
-        let body = asked.body.as_ref().expect("the server's request is recorded");
+        let body = asked.body.as_ref().expect("the server's request is recorded").to_value();
         assert!(body.pointer(question).and_then(|v| v.as_str()).is_some(), "{method}: {body}");
         if transport == "streamable-http" {
             // On Streamable HTTP these requests travel on the call's own stream.
@@ -68,7 +68,13 @@ async fn check(transport: &str) {
     }
     let sampled = find(&records, EventType::McpResponseSuccess, Direction::ClientToServer, "sampling/createMessage");
     assert_eq!(
-        sampled.body.as_ref().and_then(|b| b.pointer("/result/content/text")).and_then(|v| v.as_str()),
+        sampled
+            .body
+            .as_ref()
+            .map(|b| b.to_value())
+            .as_ref()
+            .and_then(|b| b.pointer("/result/content/text"))
+            .and_then(|v| v.as_str()),
         Some("forty-two"),
         "the model's answer is in the record: {sampled:?}"
     );

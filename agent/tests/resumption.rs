@@ -144,7 +144,7 @@ async fn replayed_events_reach_the_client_unchanged_and_are_recorded_once() {
     let mut progress_seen: Vec<i64> = records
         .iter()
         .filter(|r| r.method.as_deref() == Some("notifications/progress"))
-        .filter_map(|r| r.body.as_ref()?.pointer("/params/progress")?.as_i64())
+        .filter_map(|r| r.body.as_ref()?.to_value().pointer("/params/progress")?.as_i64())
         .collect();
     progress_seen.sort_unstable();
     assert_eq!(progress_seen, [1, 2, 3, 4, 5, 6], "every progress event recorded exactly once");

@@ -17,6 +17,62 @@ fn no_headers(headers: &Arc<BTreeMap<String, String>>) -> bool {
     headers.is_empty()
 }
 
+/// A JSON value held as its compact text, written into JSON output as it is: the agent
+/// builds a record's body once and never encodes it again.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RawJson(Box<str>);
+
+impl RawJson {
+    /// Checks that `text` is one JSON value, and keeps it as it is.
+    pub fn parse(text: String) -> Result<Self, serde_json::Error> {
+        serde_json::from_str::<serde::de::IgnoredAny>(&text)?;
+        Ok(Self(text.into()))
+    }
+
+    /// Keeps `text`, which the caller built as one compact JSON value (a JSON writer's
+    /// output, not outside input): checked in debug builds only.
+    pub fn from_written(text: String) -> Self {
+        debug_assert!(serde_json::from_str::<serde::de::IgnoredAny>(&text).is_ok(), "not JSON: {text}");
+        Self(text.into())
+    }
+
+    /// From a value (its compact text).
+    pub fn from_value(value: &serde_json::Value) -> Self {
+        Self(value.to_string().into())
+    }
+
+    /// The JSON text.
+    pub fn get(&self) -> &str {
+        &self.0
+    }
+
+    /// Parsed into a `serde_json::Value`.
+    pub fn to_value(&self) -> serde_json::Value {
+        serde_json::from_str(self.get()).expect("RawJson holds JSON")
+    }
+}
+
+impl std::fmt::Display for RawJson {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.get())
+    }
+}
+
+/// As the JSON it holds, not as a string (in serde_json output, verbatim).
+impl Serialize for RawJson {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let raw: &serde_json::value::RawValue = serde_json::from_str(self.get()).map_err(serde::ser::Error::custom)?;
+        raw.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawJson {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = Box::<serde_json::value::RawValue>::deserialize(deserializer)?;
+        Ok(Self(raw.into()))
+    }
+}
+
 /// One audit record.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -91,7 +147,8 @@ pub struct AuditRecord {
     pub body_bytes: u64,
     /// The message after redaction (absent when dropped; see `redaction`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub body: Option<serde_json::Value>,
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub body: Option<RawJson>,
     /// True when the message was larger than the capture limit and `body` is partial or absent.
     #[serde(default)]
     pub body_truncated: bool,
@@ -295,6 +352,18 @@ pub enum IdentitySource {
     Unverified,
 }
 
+impl IdentitySource {
+    /// The name as it appears in records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Jwt => "jwt",
+            Self::TrustedGateway => "trusted-gateway",
+            Self::Labels => "labels",
+            Self::Unverified => "unverified",
+        }
+    }
+}
+
 /// Which way a message went.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
@@ -305,6 +374,17 @@ pub enum Direction {
     ServerToClient,
     /// Produced by the agent itself (policy decisions, upstream failures).
     Agent,
+}
+
+impl Direction {
+    /// The name as it appears in records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ClientToServer => "client-to-server",
+            Self::ServerToClient => "server-to-client",
+            Self::Agent => "agent",
+        }
+    }
 }
 
 /// The JSON-RPC id and a unique id of one message.

@@ -536,7 +536,9 @@ fn sample_record() -> AuditRecord {
         }),
         duration_ns: Some(1_500_000),
         body_bytes: 120,
-        body: Some(json!({"jsonrpc": "2.0", "id": 7, "error": {"code": -32602, "message": "[REDACTED:email]"}})),
+        body: Some(crate::record::RawJson::from_value(
+            &json!({"jsonrpc": "2.0", "id": 7, "error": {"code": -32602, "message": "[REDACTED:email]"}}),
+        )),
         body_truncated: false,
         redaction: RedactionSummary { kinds: [("email".to_owned(), 1)].into(), payload_dropped: None },
         error: Some(RecordError {
@@ -584,4 +586,93 @@ fn the_published_record_schema_accepts_a_real_record() {
     let mut bad = record;
     bad["eventType"] = json!("mcp-something");
     assert!(!validator.is_valid(&bad));
+}
+
+#[test]
+fn a_record_written_field_by_field_is_its_serde_json_text() {
+    use crate::record::{Decision, Governance, ToolChange};
+    let full = sample_record();
+    let mut every = full.clone();
+    every.org_id = Some("acme".into());
+    every.identity_source = IdentitySource::TrustedGateway;
+    every.server = std::sync::Arc::new(ServerIdentity { version: Some("1.2.0".into()), ..(*full.server).clone() });
+    every.headers = std::sync::Arc::new(
+        [
+            ("x-odd".to_owned(), "quote \" backslash \\ tab \t bell \u{7} ünï".to_owned()),
+            ("accept".to_owned(), "application/json, text/event-stream".to_owned()),
+        ]
+        .into(),
+    );
+    every.body_truncated = true;
+    every.redaction.payload_dropped = Some("rule:blob".into());
+    every.governance = Some(Governance {
+        decision: Some(Decision {
+            control: "access".into(),
+            policy: Some("tools/deny-writes".into()),
+            rule: None,
+            mode: "enforce".into(),
+            enforced: true,
+            action: "call".into(),
+            reason: "tool \"delete\" is denied".into(),
+        }),
+        tool_change: Some(ToolChange {
+            change: "changed".into(),
+            approved_hash: Some("aa".into()),
+            previous_hash: None,
+            hash: Some("bb".into()),
+            changed_fields: vec!["description".into()],
+            policy: "warn".into(),
+        }),
+        tools: vec![],
+    });
+    let minimal = AuditRecord {
+        response_code: None,
+        response_type: None,
+        headers: Default::default(),
+        user_id: None,
+        team_id: None,
+        org_id: None,
+        identity_source: IdentitySource::Unverified,
+        tool_id: None,
+        tool_name: None,
+        request_id: RequestId { jsonrpc: None, unique: "u".into() },
+        session_id: None,
+        method: None,
+        protocol_version: None,
+        client_ip: None,
+        direction: Direction::Agent,
+        transport: crate::common::Transport::Sse,
+        server: Default::default(),
+        duration_ns: None,
+        body: None,
+        redaction: RedactionSummary::default(),
+        error: Some(RecordError { kind: "upstream_unavailable".into(), code: None, message: None }),
+        ..full.clone()
+    };
+    for record in [full, every, minimal] {
+        let mut out = Vec::new();
+        record.write_json(&mut out);
+        assert_eq!(String::from_utf8(out.clone()).unwrap(), serde_json::to_string(&record).unwrap());
+        assert_eq!(serde_json::from_slice::<AuditRecord>(&out).unwrap(), record);
+    }
+}
+
+#[test]
+fn enum_names_are_their_serde_names() {
+    use crate::common::Transport;
+    for d in [Direction::ClientToServer, Direction::ServerToClient, Direction::Agent] {
+        assert_eq!(serde_json::to_value(d).unwrap(), d.as_str());
+    }
+    for s in [IdentitySource::Jwt, IdentitySource::TrustedGateway, IdentitySource::Labels, IdentitySource::Unverified] {
+        assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+    }
+    for t in [Transport::StreamableHttp, Transport::Sse] {
+        assert_eq!(serde_json::to_value(t).unwrap(), t.as_str());
+    }
+    for e in EventType::ALL {
+        assert_eq!(serde_json::to_value(e).unwrap(), e.as_str());
+    }
+    for l in [Level::Trace, Level::Debug, Level::Info, Level::Warn, Level::Error, Level::Fatal] {
+        assert_eq!(serde_json::to_value(l).unwrap(), l.as_str());
+    }
 }

@@ -15,7 +15,8 @@ use mcp_ledger_crds::AuditRecord;
 use mcp_ledger_crds::config::{OtlpConfig, OtlpProtocol};
 use mcp_ledger_crds::record::attr;
 use prost::Message as _;
-use serde_json::Value;
+
+use crate::json::Node;
 
 use super::proto::{self, AnyValue, KeyValue, any_value, string};
 use super::{ExportError, enum_text};
@@ -127,20 +128,20 @@ fn kv(key: &str, value: AnyValue) -> KeyValue {
 }
 
 /// Converts JSON to an OTLP AnyValue (objects become key/value lists).
-pub fn any_value(v: &Value) -> AnyValue {
+pub fn any_value(v: &Node) -> AnyValue {
     let value = match v {
-        Value::Null => None,
-        Value::Bool(b) => Some(any_value::Value::BoolValue(*b)),
-        Value::Number(n) => Some(match n.as_i64() {
+        Node::Null => None,
+        Node::Bool(b) => Some(any_value::Value::BoolValue(*b)),
+        Node::Number(n) => Some(match n.as_i64() {
             Some(i) => any_value::Value::IntValue(i),
             None => any_value::Value::DoubleValue(n.as_f64().unwrap_or(f64::NAN)),
         }),
-        Value::String(s) => Some(any_value::Value::StringValue(s.clone())),
-        Value::Array(items) => {
+        Node::String(s) => Some(any_value::Value::StringValue(s.as_str().to_owned())),
+        Node::Array(items) => {
             Some(any_value::Value::ArrayValue(proto::ArrayValue { values: items.iter().map(any_value).collect() }))
         }
-        Value::Object(map) => Some(any_value::Value::KvlistValue(proto::KeyValueList {
-            values: map.iter().map(|(k, v)| kv(k, any_value(v))).collect(),
+        Node::Object(members) => Some(any_value::Value::KvlistValue(proto::KeyValueList {
+            values: members.iter().map(|(k, v)| kv(k.as_str(), any_value(v))).collect(),
         })),
     };
     AnyValue { value }
@@ -233,7 +234,8 @@ pub fn log_record(r: &AuditRecord) -> proto::LogRecord {
         observed_time_unix_nano: nanos(r.observed_timestamp),
         severity_number: r.level.severity_number(),
         severity_text: r.level.as_str().to_owned(),
-        body: r.body.as_ref().map(any_value),
+        // A body was checked JSON when the record was built, under the same nesting limit.
+        body: r.body.as_ref().and_then(|b| Node::parse(b.get().as_bytes()).ok()).map(|n| any_value(&n)),
         attributes: a,
         dropped_attributes_count: 0,
         flags: 1,

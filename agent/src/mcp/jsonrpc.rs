@@ -2,7 +2,7 @@
 //! into requests, notifications, results and errors, with the MCP fields the audit
 //! record needs (tool name, trace context and protocol version from `_meta`, ...).
 
-use serde_json::Value;
+use crate::json::Node;
 
 /// `_meta` key of the protocol version in the 2026-07-28 stateless revision.
 pub const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
@@ -24,11 +24,11 @@ pub enum Kind {
 
 /// One classified JSON-RPC message.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Message {
+pub struct Message<'a> {
     /// Its kind.
     pub kind: Kind,
-    /// The whole message as parsed.
-    pub value: Value,
+    /// The whole message as parsed (borrowing from the body).
+    pub value: Node<'a>,
 }
 
 /// Why a body is not MCP. Each variant has a low-cardinality name for metrics and records.
@@ -57,13 +57,13 @@ impl ParseError {
 }
 
 /// Parses a body as one JSON-RPC message or a batch (array) of them.
-pub fn parse(body: &[u8]) -> Result<Vec<Message>, ParseError> {
+pub fn parse(body: &[u8]) -> Result<Vec<Message<'_>>, ParseError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ParseError::Empty);
     }
-    let value: Value = serde_json::from_slice(body).map_err(|e| ParseError::NotJson(e.to_string()))?;
+    let value = Node::parse(body).map_err(|e| ParseError::NotJson(e.to_string()))?;
     match value {
-        Value::Array(items) => {
+        Node::Array(items) => {
             if items.is_empty() {
                 return Err(ParseError::NotJsonRpc("empty batch"));
             }
@@ -74,29 +74,31 @@ pub fn parse(body: &[u8]) -> Result<Vec<Message>, ParseError> {
 }
 
 /// A JSON-RPC id as text: a string id as is, a number in decimal; `None` for null.
-pub fn id_text(id: &Value) -> Option<String> {
+pub fn id_text(id: &Node) -> Option<String> {
     match id {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
+        Node::String(s) => Some(s.as_str().to_owned()),
+        Node::Number(n) => Some(n.to_string()),
         _ => None,
     }
 }
 
 /// Classifies one parsed JSON value.
-pub fn classify(value: Value) -> Result<Message, ParseError> {
-    let Value::Object(map) = &value else { return Err(ParseError::NotJsonRpc("not an object")) };
-    if map.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+pub fn classify(value: Node<'_>) -> Result<Message<'_>, ParseError> {
+    if !value.is_object() {
+        return Err(ParseError::NotJsonRpc("not an object"));
+    }
+    if value.get("jsonrpc").and_then(Node::as_str) != Some("2.0") {
         return Err(ParseError::NotJsonRpc("jsonrpc is not \"2.0\""));
     }
-    let has_id = map.get("id").is_some_and(|id| id.is_string() || id.is_number() || id.is_null());
-    let kind = if let Some(method) = map.get("method") {
+    let has_id = value.get("id").is_some_and(|id| id.is_string() || id.is_number() || id.is_null());
+    let kind = if let Some(method) = value.get("method") {
         if !method.is_string() {
             return Err(ParseError::NotJsonRpc("method is not a string"));
         }
         if has_id { Kind::Request } else { Kind::Notification }
-    } else if map.contains_key("result") {
+    } else if value.get("result").is_some() {
         Kind::Result
-    } else if map.get("error").is_some_and(Value::is_object) {
+    } else if value.get("error").is_some_and(Node::is_object) {
         Kind::Error
     } else {
         return Err(ParseError::NotJsonRpc("neither method, result nor error"));
@@ -104,10 +106,10 @@ pub fn classify(value: Value) -> Result<Message, ParseError> {
     Ok(Message { kind, value })
 }
 
-impl Message {
+impl<'a> Message<'a> {
     /// The `method`, for requests and notifications.
     pub fn method(&self) -> Option<&str> {
-        self.value.get("method").and_then(Value::as_str)
+        self.value.get("method").and_then(Node::as_str)
     }
 
     /// The JSON-RPC id as text (see [`id_text`]).
@@ -116,12 +118,12 @@ impl Message {
     }
 
     /// `params`.
-    pub fn params(&self) -> Option<&Value> {
+    pub fn params(&self) -> Option<&Node<'a>> {
         self.value.get("params")
     }
 
     /// `params._meta`.
-    pub fn meta(&self) -> Option<&Value> {
+    pub fn meta(&self) -> Option<&Node<'a>> {
         self.params()?.get("_meta")
     }
 
@@ -130,29 +132,29 @@ impl Message {
         if self.method() != Some("tools/call") {
             return None;
         }
-        self.params()?.get("name").and_then(Value::as_str)
+        self.params()?.get("name").and_then(Node::as_str)
     }
 
     /// `traceparent` carried in `params._meta` (the OpenTelemetry MCP convention).
     pub fn meta_traceparent(&self) -> Option<&str> {
-        self.meta()?.get("traceparent").and_then(Value::as_str)
+        self.meta()?.get("traceparent").and_then(Node::as_str)
     }
 
     /// The protocol version this message states: `params.protocolVersion` of `initialize`,
     /// `_meta` of the stateless revision, or `result.protocolVersion` of an answer.
     pub fn protocol_version(&self) -> Option<&str> {
-        let from_meta = self.meta().and_then(|m| m.get(META_PROTOCOL_VERSION)).and_then(Value::as_str);
+        let from_meta = self.meta().and_then(|m| m.get(META_PROTOCOL_VERSION)).and_then(Node::as_str);
         let from_params = if self.method() == Some("initialize") {
-            self.params().and_then(|p| p.get("protocolVersion")).and_then(Value::as_str)
+            self.params().and_then(|p| p.get("protocolVersion")).and_then(Node::as_str)
         } else {
             None
         };
-        let from_result = self.result().and_then(|r| r.get("protocolVersion")).and_then(Value::as_str);
+        let from_result = self.result().and_then(|r| r.get("protocolVersion")).and_then(Node::as_str);
         from_meta.or(from_params).or(from_result)
     }
 
     /// `result`.
-    pub fn result(&self) -> Option<&Value> {
+    pub fn result(&self) -> Option<&Node<'a>> {
         self.value.get("result")
     }
 
@@ -162,7 +164,7 @@ impl Message {
         let info = result
             .get("serverInfo")
             .or_else(|| result.get("_meta").and_then(|m| m.get("io.modelcontextprotocol/serverInfo")))?;
-        Some((info.get("name")?.as_str()?, info.get("version").and_then(Value::as_str).unwrap_or("")))
+        Some((info.get("name")?.as_str()?, info.get("version").and_then(Node::as_str).unwrap_or("")))
     }
 
     /// For an error: code and message. For a tool result with `isError: true`: no code and
@@ -171,17 +173,17 @@ impl Message {
         match self.kind {
             Kind::Error => {
                 let e = self.value.get("error")?;
-                Some((e.get("code").and_then(Value::as_i64), e.get("message").and_then(Value::as_str)))
+                Some((e.get("code").and_then(Node::as_i64), e.get("message").and_then(Node::as_str)))
             }
             Kind::Result => {
                 let result = self.result()?;
-                if result.get("isError").and_then(Value::as_bool) != Some(true) {
+                if result.get("isError").and_then(Node::as_bool) != Some(true) {
                     return None;
                 }
                 let text = result
                     .get("content")
-                    .and_then(Value::as_array)
-                    .and_then(|c| c.iter().find_map(|item| item.get("text").and_then(Value::as_str)));
+                    .and_then(Node::as_array)
+                    .and_then(|c| c.iter().find_map(|item| item.get("text").and_then(Node::as_str)));
                 Some((None, text))
             }
             _ => None,

@@ -10,9 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use crate::json::Node;
 use mcp_ledger_crds::record::attr::{self, resource};
 use prost::Message as _;
-use serde_json::Value;
 
 use super::buffer::DiskBuffer;
 use super::enrich::{Cluster, IdentityLabels, enrich};
@@ -39,9 +39,9 @@ fn kv(key: &str, value: Option<AnyValue>) -> KeyValue {
 /// One tailed line as a redacted OTLP log record.
 pub fn log_record(t: &Tailed, redactor: &Redactor) -> LogRecord {
     let mut summary = BTreeMap::new();
-    let body = match serde_json::from_str::<Value>(&t.line.content) {
-        Ok(mut v @ Value::Object(_)) => {
-            let outcome = redactor.json(&mut v, &mut summary);
+    let body = match Node::parse(t.line.content.as_bytes()) {
+        Ok(mut v @ Node::Object(_)) => {
+            let outcome = redactor.node(&mut v, &mut summary);
             if outcome.drop_payload.is_some() { text("[REDACTED:payload]") } else { Some(any_value(&v)) }
         }
         _ => text(redactor.string(&t.line.content, &mut summary).unwrap_or_else(|| t.line.content.clone())),

@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 
 use crate::capture::{Captured, Exchange};
 use crate::govern::{self, Governance};
+use crate::json::Node;
 use crate::mcp::jsonrpc::{self, Kind};
 use crate::mcp::sse;
 use crate::metrics::Metrics;
@@ -76,7 +77,7 @@ pub fn plan(gov: &Governance, body: &[u8], caller: &govern::Caller<'_>) -> Plan 
         match method {
             "tools/list" => plan.watched.push((
                 id.clone(),
-                Watch::List { first_page: m.params().and_then(|p| p.get("cursor")).is_none_or(Value::is_null) },
+                Watch::List { first_page: m.params().and_then(|p| p.get("cursor")).is_none_or(Node::is_null) },
             )),
             "initialize" => plan.watched.push((id.clone(), Watch::Init)),
             _ => {}
@@ -89,7 +90,7 @@ pub fn plan(gov: &Governance, body: &[u8], caller: &govern::Caller<'_>) -> Plan 
             }
             reason = check.refuse;
         }
-        refused.push((m.value.get("id").cloned().unwrap_or(Value::Null), reason));
+        refused.push((m.value.get("id").map_or(Value::Null, Node::to_value), reason));
     }
     if refused.iter().any(|(_, r)| r.is_some()) {
         let answers: Vec<Value> = refused
@@ -300,7 +301,7 @@ impl Inspector {
 
     /// One answer; true when it was changed.
     fn on_message(&mut self, m: &mut Value) -> bool {
-        let Some(id) = m.get("id").and_then(jsonrpc::id_text) else { return false };
+        let Some(id) = m.get("id").and_then(|id| jsonrpc::id_text(&Node::from(id.clone()))) else { return false };
         let Some(pos) = self.watched.iter().position(|(w, _)| *w == id) else { return false };
         let (_, watch) = self.watched.swap_remove(pos);
         let Some(result) = m.get_mut("result") else { return false };

@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 use mcp_ledger_crds::redaction::{Action, HeaderMode, McpRedactionPolicySpec};
 use serde_json::Value;
 
+use crate::json::{Node, Text};
+
 /// Header names whose values are always redacted in deny-list mode.
 const BUILTIN_DENY: &[&str] = &["authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key"];
 /// Substrings of header names (lower-case) that make a header sensitive.
@@ -260,19 +262,28 @@ impl Redactor {
     }
 
     /// Redacts a JSON message in place: JSON-path rules, keys that name a secret, and every
-    /// string (object keys included) through the detectors.
-    pub fn json(&self, value: &mut Value, summary: &mut BTreeMap<String, u32>) -> Outcome {
+    /// string (object keys included) through the detectors. Every member of an object is
+    /// walked, a repeated key's included.
+    pub fn node(&self, value: &mut Node<'_>, summary: &mut BTreeMap<String, u32>) -> Outcome {
         let mut outcome = Outcome::default();
         let mut path = Vec::new();
         if self.walk(value, &mut path, summary, &mut outcome) == Fate::Drop {
-            *value = Value::Null;
+            *value = Node::Null;
         }
+        outcome
+    }
+
+    /// [`Redactor::node`] on a `serde_json::Value`.
+    pub fn json(&self, value: &mut Value, summary: &mut BTreeMap<String, u32>) -> Outcome {
+        let mut node = Node::from(std::mem::take(value));
+        let outcome = self.node(&mut node, summary);
+        *value = node.to_value();
         outcome
     }
 
     fn walk(
         &self,
-        value: &mut Value,
+        value: &mut Node<'_>,
         path: &mut Vec<jsonpath::Step>,
         summary: &mut BTreeMap<String, u32>,
         outcome: &mut Outcome,
@@ -286,10 +297,10 @@ impl Redactor {
             }
         }
         match value {
-            Value::String(s) => match self.scan(s, summary) {
+            Node::String(s) => match self.scan(s.as_str(), summary) {
                 Scan::Clean => Fate::Keep,
                 Scan::Replaced(r) => {
-                    *s = r;
+                    *s = Text::owned(r);
                     Fate::Keep
                 }
                 Scan::Drop => Fate::Drop,
@@ -298,14 +309,14 @@ impl Redactor {
                     Fate::Keep
                 }
             },
-            Value::Array(items) => {
+            Node::Array(items) => {
                 let track = !self.json_paths.is_empty();
                 for (i, item) in items.iter_mut().enumerate() {
                     if track {
                         path.push(jsonpath::Step::Index(i));
                     }
                     if self.walk(item, path, summary, outcome) == Fate::Drop {
-                        *item = Value::Null;
+                        *item = Node::Null;
                     }
                     if track {
                         path.pop();
@@ -313,33 +324,23 @@ impl Redactor {
                 }
                 Fate::Keep
             }
-            Value::Object(map) => {
-                // Keys are scanned first; the map is rebuilt only when a key changes or a
-                // member is dropped, which is rare.
-                let renamed: Vec<(String, String)> = map
-                    .keys()
-                    .filter_map(|k| match self.scan(k, summary) {
-                        Scan::Clean => None,
-                        Scan::Replaced(r) => Some((k.clone(), r)),
-                        Scan::Drop | Scan::DropPayload(_) => Some((k.clone(), "[REDACTED]".to_owned())),
-                    })
-                    .collect();
-                for (old, new) in renamed {
-                    if let Some(v) = map.remove(&old) {
-                        map.insert(new, v);
-                    }
-                }
+            Node::Object(members) => {
+                let track = !self.json_paths.is_empty();
                 let mut dropped = Vec::new();
-                for (key, v) in map.iter_mut() {
-                    let track = !self.json_paths.is_empty();
-                    if track {
-                        path.push(jsonpath::Step::Key(key.clone()));
+                for (i, (key, v)) in members.iter_mut().enumerate() {
+                    match self.scan(key.as_str(), summary) {
+                        Scan::Clean => {}
+                        Scan::Replaced(r) => *key = Text::owned(r),
+                        Scan::Drop | Scan::DropPayload(_) => *key = Text::from("[REDACTED]"),
                     }
-                    let fate = if key == "traceparent" && v.as_str().is_some_and(is_traceparent) {
+                    if track {
+                        path.push(jsonpath::Step::Key(key.as_str().to_owned()));
+                    }
+                    let fate = if key.as_str() == "traceparent" && v.as_str().is_some_and(is_traceparent) {
                         // `_meta.traceparent`, as in the header.
                         Fate::Keep
-                    } else if is_secret_key(key)
-                        && !matches!(v, Value::Null | Value::Object(_) | Value::Array(_) | Value::Bool(_))
+                    } else if is_secret_key(key.as_str())
+                        && !matches!(v, Node::Null | Node::Object(_) | Node::Array(_) | Node::Bool(_))
                     {
                         *summary.entry("secret-key".to_owned()).or_default() += 1;
                         self.apply_whole(v, "secret-key", self.secret_key_action, outcome)
@@ -350,11 +351,11 @@ impl Redactor {
                         path.pop();
                     }
                     if fate == Fate::Drop {
-                        dropped.push(key.clone());
+                        dropped.push(i);
                     }
                 }
-                for key in dropped {
-                    map.remove(&key);
+                for i in dropped.into_iter().rev() {
+                    members.remove(i);
                 }
                 Fate::Keep
             }
@@ -362,18 +363,18 @@ impl Redactor {
         }
     }
 
-    fn apply_whole(&self, value: &mut Value, kind: &str, action: Action, outcome: &mut Outcome) -> Fate {
+    fn apply_whole(&self, value: &mut Node<'_>, kind: &str, action: Action, outcome: &mut Outcome) -> Fate {
         match action {
             Action::Mask => {
-                *value = Value::String(format!("[REDACTED:{kind}]"));
+                *value = Node::string(format!("[REDACTED:{kind}]"));
                 Fate::Keep
             }
             Action::Hash => {
                 let text = match &*value {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
+                    Node::String(s) => s.as_str().to_owned(),
+                    other => other.to_json(),
                 };
-                *value = Value::String(self.hmac(kind, &text));
+                *value = Node::string(self.hmac(kind, &text));
                 Fate::Keep
             }
             Action::Drop => Fate::Drop,

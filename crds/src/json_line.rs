@@ -1,0 +1,280 @@
+//! The audit record as one line of compact JSON, written field by field.
+//!
+//! The agent writes every record it exports this way. Through serde, each field name is
+//! scanned for characters to escape on every record, and each value goes through the
+//! serializer's dispatch; here names are constants written as they are and strings are
+//! escaped eight bytes at a time. The output is the record's serde form: the same names,
+//! order and omissions (tested), so either reads back as the same record.
+
+use std::io::Write as _;
+
+use crate::record::{AuditRecord, RecordError, RedactionSummary, RequestId, ServerIdentity};
+
+impl AuditRecord {
+    /// Appends the record as compact JSON (no newline), as `serde_json::to_writer` would.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        // Destructured whole, so that a new field does not compile until it is written here.
+        let AuditRecord {
+            timestamp,
+            observed_timestamp,
+            level,
+            event_type,
+            response_code,
+            response_type,
+            headers,
+            user_id,
+            team_id,
+            org_id,
+            identity_source,
+            tool_id,
+            tool_name,
+            correlation_id,
+            span_id,
+            request_id,
+            session_id,
+            method,
+            protocol_version,
+            client_ip,
+            direction,
+            transport,
+            server,
+            duration_ns,
+            body_bytes,
+            body,
+            body_truncated,
+            redaction,
+            error,
+            governance,
+        } = self;
+        let mut o = Object::open(out);
+        o.key("timestamp");
+        write!(o.out, "\"{timestamp}\"").expect("writing to a Vec cannot fail");
+        o.key("observedTimestamp");
+        write!(o.out, "\"{observed_timestamp}\"").expect("writing to a Vec cannot fail");
+        o.str("level", level.as_str());
+        o.str("eventType", event_type.as_str());
+        if let Some(code) = response_code {
+            o.u64("responseCode", u64::from(*code));
+        }
+        o.opt_str("responseType", response_type);
+        if !headers.is_empty() {
+            o.key("headers");
+            let mut h = Object::open(o.out);
+            for (name, value) in headers.iter() {
+                h.key_text(name);
+                string(h.out, value);
+            }
+            h.close();
+        }
+        o.opt_str("userId", user_id);
+        o.opt_str("teamId", team_id);
+        o.opt_str("orgId", org_id);
+        o.str("identitySource", identity_source.as_str());
+        o.opt_str("toolId", tool_id);
+        o.opt_str("toolName", tool_name);
+        o.str("correlationId", correlation_id);
+        o.str("spanId", span_id);
+        let RequestId { jsonrpc, unique } = request_id;
+        o.key("requestId");
+        let mut r = Object::open(o.out);
+        r.opt_str("jsonrpc", jsonrpc);
+        r.str("unique", unique);
+        r.close();
+        o.opt_str("sessionId", session_id);
+        o.opt_str("method", method);
+        o.opt_str("protocolVersion", protocol_version);
+        o.opt_str("clientIp", client_ip);
+        o.str("direction", direction.as_str());
+        o.str("transport", transport.as_str());
+        let ServerIdentity { name, namespace, pod, version } = &**server;
+        o.key("server");
+        let mut s = Object::open(o.out);
+        s.str("name", name);
+        s.opt_str("namespace", namespace);
+        s.opt_str("pod", pod);
+        s.opt_str("version", version);
+        s.close();
+        if let Some(ns) = duration_ns {
+            o.u64("durationNs", *ns);
+        }
+        o.u64("bodyBytes", *body_bytes);
+        if let Some(body) = body {
+            o.key("body");
+            o.out.extend_from_slice(body.get().as_bytes());
+        }
+        o.key("bodyTruncated");
+        o.out.extend_from_slice(if *body_truncated { b"true" } else { b"false" });
+        let RedactionSummary { kinds, payload_dropped } = redaction;
+        o.key("redaction");
+        let mut d = Object::open(o.out);
+        if !kinds.is_empty() {
+            d.key("kinds");
+            let mut k = Object::open(d.out);
+            for (kind, n) in kinds {
+                k.key_text(kind);
+                write!(k.out, "{n}").expect("writing to a Vec cannot fail");
+            }
+            k.close();
+        }
+        d.opt_str("payloadDropped", payload_dropped);
+        d.close();
+        if let Some(RecordError { kind, code, message }) = error {
+            o.key("error");
+            let mut e = Object::open(o.out);
+            e.str("type", kind);
+            if let Some(code) = code {
+                e.key("code");
+                write!(e.out, "{code}").expect("writing to a Vec cannot fail");
+            }
+            e.opt_str("message", message);
+            e.close();
+        }
+        if let Some(governance) = governance {
+            // Rare (policy decisions, tool changes, tools/list answers): through serde.
+            o.key("governance");
+            serde_json::to_writer(&mut *o.out, governance).expect("a governance detail always serializes");
+        }
+        o.close();
+    }
+}
+
+/// An object being written: members separated by commas.
+struct Object<'a> {
+    out: &'a mut Vec<u8>,
+    first: bool,
+}
+
+impl<'a> Object<'a> {
+    fn open(out: &'a mut Vec<u8>) -> Self {
+        out.push(b'{');
+        Self { out, first: true }
+    }
+
+    fn close(self) {
+        self.out.push(b'}');
+    }
+
+    fn comma(&mut self) {
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+    }
+
+    /// A field name of the record: a constant with nothing to escape.
+    fn key(&mut self, name: &'static str) {
+        debug_assert!(!name.bytes().any(needs_escape), "{name}");
+        self.comma();
+        self.out.push(b'"');
+        self.out.extend_from_slice(name.as_bytes());
+        self.out.extend_from_slice(b"\":");
+    }
+
+    /// A key from data (a header name, a redaction kind).
+    fn key_text(&mut self, name: &str) {
+        self.comma();
+        string(self.out, name);
+        self.out.push(b':');
+    }
+
+    fn str(&mut self, name: &'static str, value: &str) {
+        self.key(name);
+        string(self.out, value);
+    }
+
+    fn opt_str(&mut self, name: &'static str, value: &Option<String>) {
+        if let Some(v) = value {
+            self.str(name, v);
+        }
+    }
+
+    fn u64(&mut self, name: &'static str, n: u64) {
+        self.key(name);
+        write!(self.out, "{n}").expect("writing to a Vec cannot fail");
+    }
+}
+
+fn needs_escape(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\'
+}
+
+/// Whether any of the eight bytes of `w` is a control character, `"` or `\`.
+fn any_needs_escape(w: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH != 0;
+    // Below 0x20: subtracting 0x20 borrows into the high bit of a byte that had it clear.
+    let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGH != 0;
+    below_space || has_zero(w ^ (ONES * u64::from(b'"'))) || has_zero(w ^ (ONES * u64::from(b'\\')))
+}
+
+/// Writes `s` as a JSON string, escaped as serde_json escapes it.
+fn string(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    let (mut start, mut i) = (0, 0);
+    while i < bytes.len() {
+        if let Some(chunk) = bytes.get(i..i + 8)
+            && !any_needs_escape(u64::from_le_bytes(chunk.try_into().expect("eight bytes")))
+        {
+            i += 8;
+            continue;
+        }
+        let b = bytes[i];
+        if needs_escape(b) {
+            out.extend_from_slice(&bytes[start..i]);
+            match b {
+                b'"' => out.extend_from_slice(b"\\\""),
+                b'\\' => out.extend_from_slice(b"\\\\"),
+                b'\n' => out.extend_from_slice(b"\\n"),
+                b'\r' => out.extend_from_slice(b"\\r"),
+                b'\t' => out.extend_from_slice(b"\\t"),
+                0x08 => out.extend_from_slice(b"\\b"),
+                0x0c => out.extend_from_slice(b"\\f"),
+                _ => out.extend_from_slice(&[
+                    b'\\',
+                    b'u',
+                    b'0',
+                    b'0',
+                    HEX[usize::from(b >> 4)],
+                    HEX[usize::from(b & 15)],
+                ]),
+            }
+            start = i + 1;
+        }
+        i += 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_are_escaped_as_serde_json_escapes_them() {
+        // Every byte below 0x80 at every position of an eight-byte word, and UTF-8 around.
+        for b in 0u8..0x80 {
+            for at in 0..10 {
+                let mut s = "é".repeat(at / 2) + &"a".repeat(at % 2);
+                s.push(char::from(b));
+                s.push_str("tail ünï ");
+                let mut out = Vec::new();
+                string(&mut out, &s);
+                assert_eq!(
+                    String::from_utf8(out).unwrap(),
+                    serde_json::to_string(&s).unwrap(),
+                    "byte {b:#04x} at {at}"
+                );
+            }
+        }
+        for s in ["", "plain ascii longer than one word", "\"\\\u{1}\u{1f}\u{7f}", "日本語のテキスト\n"] {
+            let mut out = Vec::new();
+            string(&mut out, s);
+            assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(s).unwrap());
+        }
+    }
+}
