@@ -710,6 +710,29 @@ mod tests {
     }
 
     #[test]
+    fn every_copy_of_a_repeated_key_is_redacted() {
+        // A server's parser keeps one of the copies (most keep the last); the record keeps
+        // them all, so each is scanned, and a dropped one goes without its twin.
+        let aws = "AKIAIOSFODNN7EXAMPLE";
+        let text = format!(
+            r#"{{"note":"key {aws}","note":"hello","password":"hunter2","password":null,"x":"\u0041KIAIOSFODNN7EXAMPLE"}}"#
+        );
+        let r = Redactor::new(&McpRedactionPolicySpec {
+            detectors: vec![mcp_ledger_crds::redaction::DetectorSwitch {
+                name: "aws-access-key-id".into(),
+                enabled: true,
+                action: Some(Action::Drop),
+            }],
+            ..Default::default()
+        });
+        let mut node = Node::parse(text.as_bytes()).unwrap();
+        let mut summary = BTreeMap::new();
+        r.node(&mut node, &mut summary);
+        assert_eq!(node.to_json(), r#"{"note":"hello","password":"[REDACTED:secret-key]","password":null}"#);
+        assert_eq!(summary["aws-access-key-id"], 2, "the escaped copy is found too");
+    }
+
+    #[test]
     fn the_keyword_automaton_stays_small() {
         // Every sidecar holds one (a DFA, for speed): it must not dominate the agent's memory.
         let bytes = redactor().engine.prefilter_bytes();
