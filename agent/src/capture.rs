@@ -91,7 +91,7 @@ impl Identity {
 
 /// Headers after redaction, computed once per HTTP message and shared by its records, and
 /// what the redaction found in them (kind → count).
-pub type RedactedHeaders = (Arc<BTreeMap<String, String>>, BTreeMap<String, u32>);
+pub type RedactedHeaders = (Arc<BTreeMap<Arc<str>, Arc<str>>>, BTreeMap<String, u32>);
 
 /// One HTTP exchange through the proxy.
 #[derive(Debug)]

@@ -426,7 +426,7 @@ fn labelled_corpus_recall_and_false_positive_rate_per_family() {
             let redacted = if i % 10 == 9 {
                 // in a header value too
                 let h = redactor.headers([("x-debug-context", text.as_bytes())].into_iter(), &mut summary);
-                Value::String(h["x-debug-context"].clone())
+                Value::String(h["x-debug-context"].to_string())
             } else {
                 let mut msg = embed(&text, &mut rng);
                 redactor.json(&mut msg, &mut summary);

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::common::Transport;
 
-fn no_headers(headers: &Arc<BTreeMap<String, String>>) -> bool {
+fn no_headers(headers: &Arc<BTreeMap<Arc<str>, Arc<str>>>) -> bool {
     headers.is_empty()
 }
 
@@ -97,7 +97,7 @@ pub struct AuditRecord {
     // of a batch) carries the same map, redacted once.
     /// HTTP headers of the leg, after redaction (lower-case names).
     #[serde(default, skip_serializing_if = "no_headers")]
-    pub headers: Arc<BTreeMap<String, String>>,
+    pub headers: Arc<BTreeMap<Arc<str>, Arc<str>>>,
     /// Verified user id, from a verified JWT or a trusted gateway.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_id: Option<String>,

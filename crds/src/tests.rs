@@ -512,7 +512,7 @@ fn sample_record() -> AuditRecord {
         event_type: EventType::McpResponseError,
         response_code: Some(200),
         response_type: Some("sse".into()),
-        headers: std::sync::Arc::new([("content-type".to_owned(), "text/event-stream".to_owned())].into()),
+        headers: std::sync::Arc::new([("content-type".into(), "text/event-stream".into())].into()),
         user_id: Some("alice".into()),
         team_id: Some("platform".into()),
         org_id: None,
@@ -598,8 +598,8 @@ fn a_record_written_field_by_field_is_its_serde_json_text() {
     every.server = std::sync::Arc::new(ServerIdentity { version: Some("1.2.0".into()), ..(*full.server).clone() });
     every.headers = std::sync::Arc::new(
         [
-            ("x-odd".to_owned(), "quote \" backslash \\ tab \t bell \u{7} ünï".to_owned()),
-            ("accept".to_owned(), "application/json, text/event-stream".to_owned()),
+            ("x-odd".into(), "quote \" backslash \\ tab \t bell \u{7} ünï".into()),
+            ("accept".into(), "application/json, text/event-stream".into()),
         ]
         .into(),
     );

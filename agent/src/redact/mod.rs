@@ -6,6 +6,7 @@
 //! and the reason.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use mcp_ledger_crds::redaction::{Action, HeaderMode, McpRedactionPolicySpec};
 use serde_json::Value;
@@ -82,9 +83,9 @@ pub struct Redactor {
     hash_key: Option<Vec<u8>>,
     /// Header values the detectors found nothing in (`content-type`, `user-agent`, …):
     /// most repeat on every exchange, so they are scanned once per policy.
-    clean_header_values: std::sync::Mutex<std::collections::HashSet<String>>,
+    clean_header_values: std::sync::Mutex<std::collections::HashSet<Arc<str>>>,
     /// Header names and whether they are sensitive.
-    header_names: std::sync::Mutex<std::collections::HashMap<String, bool>>,
+    header_names: std::sync::Mutex<std::collections::HashMap<Arc<str>, bool>>,
 }
 
 /// Most clean header values remembered; the set starts over when full.
@@ -226,26 +227,26 @@ impl Redactor {
         Self::compile(policy, None).expect("policy compiles")
     }
 
-    /// Redacts header values; names are kept (lower-cased).
+    /// Redacts header values; names are kept (lower-cased). Names, and values the
+    /// detectors found nothing in, repeat on every exchange: they are shared, not copied.
     pub fn headers<'a>(
         &self,
         headers: impl Iterator<Item = (&'a str, &'a [u8])>,
         summary: &mut BTreeMap<String, u32>,
-    ) -> BTreeMap<String, String> {
-        let mut out = BTreeMap::new();
+    ) -> BTreeMap<Arc<str>, Arc<str>> {
+        let mut out: BTreeMap<Arc<str>, Arc<str>> = BTreeMap::new();
         for (name, value) in headers {
-            let name = name.to_ascii_lowercase();
-            let sensitive = self.sensitive_header(&name);
-            let text = if sensitive {
+            let (name, sensitive) = self.header_name(name);
+            let text: Arc<str> = if sensitive {
                 *summary.entry("header".to_owned()).or_default() += 1;
                 match (self.header_action, std::str::from_utf8(value)) {
-                    (Action::Hash, Ok(v)) => self.hmac("header", v),
-                    _ => "[REDACTED:header]".to_owned(),
+                    (Action::Hash, Ok(v)) => self.hmac("header", v).into(),
+                    _ => "[REDACTED:header]".into(),
                 }
             } else {
                 match std::str::from_utf8(value) {
                     Ok(v) => self.header_value(&name, v, summary),
-                    Err(_) => "[REDACTED:non-utf8]".to_owned(),
+                    Err(_) => "[REDACTED:non-utf8]".into(),
                 }
             };
             match out.entry(name) {
@@ -254,7 +255,7 @@ impl Redactor {
                 }
                 std::collections::btree_map::Entry::Occupied(mut e) => {
                     let joined = format!("{}, {text}", e.get());
-                    e.insert(joined);
+                    e.insert(joined.into());
                 }
             }
         }
@@ -395,11 +396,18 @@ impl Redactor {
         }
     }
 
-    /// Whether a header (lower-case name) is redacted whole by its name. Names repeat on
-    /// every exchange, so the answers are kept.
-    fn sensitive_header(&self, name: &str) -> bool {
-        if let Some(known) = self.header_names.lock().expect("header cache lock").get(name) {
-            return *known;
+    /// A header's name, lower-cased, and whether the header is redacted whole by its name.
+    /// Names repeat on every exchange, so they are kept with the answer.
+    fn header_name(&self, name: &str) -> (Arc<str>, bool) {
+        let lower;
+        let name = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            lower = name.to_ascii_lowercase();
+            &lower
+        } else {
+            name
+        };
+        if let Some((known, sensitive)) = self.header_names.lock().expect("header cache lock").get_key_value(name) {
+            return (known.clone(), *sensitive);
         }
         let sensitive = match self.header_mode {
             HeaderMode::DenyList => {
@@ -412,31 +420,33 @@ impl Redactor {
             }
             HeaderMode::AllowList => !self.allow.iter().any(|a| a == name),
         };
+        let shared: Arc<str> = name.into();
         let mut names = self.header_names.lock().expect("header cache lock");
         if names.len() >= CLEAN_HEADER_VALUES {
             names.clear();
         }
-        names.insert(name.to_owned(), sensitive);
-        sensitive
+        names.insert(shared.clone(), sensitive);
+        (shared, sensitive)
     }
 
     /// A header value that is not sensitive by name, after the detectors.
-    fn header_value(&self, name: &str, value: &str, summary: &mut BTreeMap<String, u32>) -> String {
+    fn header_value(&self, name: &str, value: &str, summary: &mut BTreeMap<String, u32>) -> Arc<str> {
         if name == "traceparent" && is_traceparent(value) {
-            return value.to_owned();
+            return value.into();
         }
-        if self.clean_header_values.lock().expect("header cache lock").contains(value) {
-            return value.to_owned();
+        if let Some(clean) = self.clean_header_values.lock().expect("header cache lock").get(value) {
+            return clean.clone();
         }
         match self.string(value, summary) {
-            Some(redacted) => redacted,
+            Some(redacted) => redacted.into(),
             None => {
+                let shared: Arc<str> = value.into();
                 let mut clean = self.clean_header_values.lock().expect("header cache lock");
                 if clean.len() >= CLEAN_HEADER_VALUES {
                     clean.clear();
                 }
-                clean.insert(value.to_owned());
-                value.to_owned()
+                clean.insert(shared.clone());
+                shared
             }
         }
     }
@@ -661,9 +671,9 @@ mod tests {
                 ("tracestate", trace_with_more.as_bytes()),
             ];
             let out = r.headers(headers.into_iter(), &mut summary);
-            assert_eq!(out["user-agent"], "python-httpx/0.28.1", "round {round}");
-            assert_eq!(out["x-note"], "id=[REDACTED:aws-access-key-id]", "round {round}");
-            assert_eq!(out["traceparent"], trace);
+            assert_eq!(&*out["user-agent"], "python-httpx/0.28.1", "round {round}");
+            assert_eq!(&*out["x-note"], "id=[REDACTED:aws-access-key-id]", "round {round}");
+            assert_eq!(&*out["traceparent"], trace);
             assert!(!out["tracestate"].contains(&key), "round {round}: {}", out["tracestate"]);
             assert_eq!(summary.get("aws-access-key-id"), Some(&2), "round {round}: {summary:?}");
         }
@@ -684,12 +694,12 @@ mod tests {
             ("Mcp-Name", b"search"),
         ];
         let out = redactor().headers(headers.into_iter(), &mut summary);
-        assert_eq!(out["authorization"], "[REDACTED:header]");
-        assert_eq!(out["x-upstream-token"], "[REDACTED:header]");
-        assert_eq!(out["content-type"], "application/json");
-        assert_eq!(out["mcp-session-id"], "abc123");
-        assert_eq!(out["mcp-param-password"], "[REDACTED:header]");
-        assert_eq!(out["mcp-name"], "search");
+        assert_eq!(&*out["authorization"], "[REDACTED:header]");
+        assert_eq!(&*out["x-upstream-token"], "[REDACTED:header]");
+        assert_eq!(&*out["content-type"], "application/json");
+        assert_eq!(&*out["mcp-session-id"], "abc123");
+        assert_eq!(&*out["mcp-param-password"], "[REDACTED:header]");
+        assert_eq!(&*out["mcp-name"], "search");
         assert_eq!(summary["header"], 3);
     }
 
