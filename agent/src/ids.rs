@@ -39,7 +39,8 @@ pub fn uuid_v7() -> String {
     let random = bytes16();
     let mut tail = [0u8; 10];
     tail.copy_from_slice(&random[..10]);
-    uuid::Builder::from_unix_timestamp_millis(ms, &tail).into_uuid().to_string()
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    uuid::Builder::from_unix_timestamp_millis(ms, &tail).into_uuid().hyphenated().encode_lower(&mut buf).to_owned()
 }
 
 #[cfg(test)]

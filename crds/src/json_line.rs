@@ -51,8 +51,8 @@ impl AuditRecord {
         write!(o.out, "\"{timestamp}\"").expect("writing to a Vec cannot fail");
         o.key("observedTimestamp");
         write!(o.out, "\"{observed_timestamp}\"").expect("writing to a Vec cannot fail");
-        o.str("level", level.as_str());
-        o.str("eventType", event_type.as_str());
+        o.name("level", level.as_str());
+        o.name("eventType", event_type.as_str());
         if let Some(code) = response_code {
             o.u64("responseCode", u64::from(*code));
         }
@@ -69,7 +69,7 @@ impl AuditRecord {
         o.opt_str("userId", user_id);
         o.opt_str("teamId", team_id);
         o.opt_str("orgId", org_id);
-        o.str("identitySource", identity_source.as_str());
+        o.name("identitySource", identity_source.as_str());
         o.opt_str("toolId", tool_id);
         o.opt_str("toolName", tool_name);
         o.str("correlationId", correlation_id);
@@ -84,8 +84,8 @@ impl AuditRecord {
         o.opt_str("method", method);
         o.opt_str("protocolVersion", protocol_version);
         o.opt_str("clientIp", client_ip);
-        o.str("direction", direction.as_str());
-        o.str("transport", transport.as_str());
+        o.name("direction", direction.as_str());
+        o.name("transport", transport.as_str());
         let ServerIdentity { name, namespace, pod, version } = &**server;
         o.key("server");
         let mut s = Object::open(o.out);
@@ -182,6 +182,15 @@ impl<'a> Object<'a> {
         string(self.out, value);
     }
 
+    /// A value that is one of our own names (an enum's): nothing to escape.
+    fn name(&mut self, name: &'static str, value: &'static str) {
+        debug_assert!(!value.bytes().any(needs_escape), "{value}");
+        self.key(name);
+        self.out.push(b'"');
+        self.out.extend_from_slice(value.as_bytes());
+        self.out.push(b'"');
+    }
+
     fn opt_str(&mut self, name: &'static str, value: &Option<String>) {
         if let Some(v) = value {
             self.str(name, v);
@@ -212,39 +221,35 @@ fn any_needs_escape(w: u64) -> bool {
 fn string(out: &mut Vec<u8>, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let bytes = s.as_bytes();
+    let words = bytes.chunks_exact(8);
+    let tail = words.remainder();
+    // Word by word without stopping: the usual string has nothing to escape.
+    let dirty = words.fold(false, |d, w| d | any_needs_escape(u64::from_le_bytes(w.try_into().expect("eight bytes"))))
+        || tail.iter().copied().any(needs_escape);
     out.reserve(bytes.len() + 2);
     out.push(b'"');
-    let (mut start, mut i) = (0, 0);
-    while i < bytes.len() {
-        if let Some(chunk) = bytes.get(i..i + 8)
-            && !any_needs_escape(u64::from_le_bytes(chunk.try_into().expect("eight bytes")))
-        {
-            i += 8;
+    if !dirty {
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if !needs_escape(b) {
             continue;
         }
-        let b = bytes[i];
-        if needs_escape(b) {
-            out.extend_from_slice(&bytes[start..i]);
-            match b {
-                b'"' => out.extend_from_slice(b"\\\""),
-                b'\\' => out.extend_from_slice(b"\\\\"),
-                b'\n' => out.extend_from_slice(b"\\n"),
-                b'\r' => out.extend_from_slice(b"\\r"),
-                b'\t' => out.extend_from_slice(b"\\t"),
-                0x08 => out.extend_from_slice(b"\\b"),
-                0x0c => out.extend_from_slice(b"\\f"),
-                _ => out.extend_from_slice(&[
-                    b'\\',
-                    b'u',
-                    b'0',
-                    b'0',
-                    HEX[usize::from(b >> 4)],
-                    HEX[usize::from(b & 15)],
-                ]),
-            }
-            start = i + 1;
+        out.extend_from_slice(&bytes[start..i]);
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            _ => out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]),
         }
-        i += 1;
+        start = i + 1;
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');

@@ -73,7 +73,13 @@ impl TraceContext {
 
 impl fmt::Display for TraceContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "00-{}-{}-{:02x}", self.trace_id_hex(), self.span_id_hex(), self.flags)
+        // `00-<32 hex>-<16 hex>-<2 hex>`, built on the stack (one per proxied request).
+        let mut text = [b'-'; 55];
+        text[..2].copy_from_slice(b"00");
+        hex_into(&self.trace_id, &mut text[3..35]);
+        hex_into(&self.span_id, &mut text[36..52]);
+        hex_into(&[self.flags], &mut text[53..]);
+        f.write_str(std::str::from_utf8(&text).expect("ASCII"))
     }
 }
 
@@ -104,13 +110,18 @@ fn hex_array<const N: usize>(s: &str) -> Option<[u8; N]> {
 
 /// Lower-case hex of bytes.
 pub fn to_hex(bytes: &[u8]) -> String {
+    let mut out = vec![0; bytes.len() * 2];
+    hex_into(bytes, &mut out);
+    String::from_utf8(out).expect("hex digits are ASCII")
+}
+
+/// Writes the lower-case hex of `bytes` into `out` (twice as long).
+fn hex_into(bytes: &[u8], out: &mut [u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(DIGITS[(b >> 4) as usize] as char);
-        out.push(DIGITS[(b & 0xf) as usize] as char);
+    for (b, pair) in bytes.iter().zip(out.chunks_exact_mut(2)) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 0xf)];
     }
-    out
 }
 
 #[cfg(test)]
