@@ -38,13 +38,19 @@ impl ContentKind {
     /// From a Content-Type header value.
     pub fn from_content_type(ct: Option<&str>) -> Self {
         let Some(ct) = ct else { return Self::Empty };
-        let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-        match essence.as_str() {
-            "application/json" => Self::Json,
-            "text/event-stream" => Self::Sse,
-            "" => Self::Empty,
-            _ if essence.ends_with("+json") => Self::Json,
-            _ => Self::Other,
+        let essence = ct.split(';').next().unwrap_or("").trim();
+        let is = |name: &str| essence.eq_ignore_ascii_case(name);
+        let json_suffix = essence.len() >= 5
+            && essence.is_char_boundary(essence.len() - 5)
+            && essence[essence.len() - 5..].eq_ignore_ascii_case("+json");
+        if is("application/json") || json_suffix {
+            Self::Json
+        } else if is("text/event-stream") {
+            Self::Sse
+        } else if essence.is_empty() {
+            Self::Empty
+        } else {
+            Self::Other
         }
     }
 
@@ -1007,4 +1013,30 @@ pub fn query_session(url: &str) -> Option<String> {
         let (k, v) = pair.split_once('=')?;
         (k == "session_id" || k == "sessionId").then(|| v.to_owned())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ContentKind;
+
+    #[test]
+    fn content_types_are_read_by_their_essence_in_any_case() {
+        for (ct, kind) in [
+            (Some("application/json"), ContentKind::Json),
+            (Some("Application/JSON; charset=utf-8"), ContentKind::Json),
+            (Some("application/vnd.api+json"), ContentKind::Json),
+            (Some("application/problem+JSON ;q=1"), ContentKind::Json),
+            (Some("text/event-stream"), ContentKind::Sse),
+            (Some(" TEXT/Event-Stream;charset=utf-8"), ContentKind::Sse),
+            (Some(""), ContentKind::Empty),
+            (None, ContentKind::Empty),
+            (Some("+json"), ContentKind::Json),
+            (Some("text/plain"), ContentKind::Other),
+            (Some("application/jsonx"), ContentKind::Other),
+            (Some("ü+json"), ContentKind::Json),
+            (Some("üjson"), ContentKind::Other),
+        ] {
+            assert_eq!(ContentKind::from_content_type(ct), kind, "{ct:?}");
+        }
+    }
 }

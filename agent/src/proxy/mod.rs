@@ -51,6 +51,11 @@ const HOP_BY_HOP: [http::HeaderName; 9] = [
     header::UPGRADE,
 ];
 
+const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
+const MCP_SESSION_ID: http::HeaderName = http::HeaderName::from_static("mcp-session-id");
+const MCP_PROTOCOL_VERSION: http::HeaderName = http::HeaderName::from_static("mcp-protocol-version");
+const MCP_METHOD: http::HeaderName = http::HeaderName::from_static("mcp-method");
+
 /// Proxy settings and shared state.
 pub struct Proxy {
     upstream: Uri,
@@ -118,23 +123,23 @@ impl Proxy {
             prefix.len() as u64
         };
 
-        let header_trace = parts.headers.get("traceparent").and_then(|v| v.to_str().ok()).and_then(TraceContext::parse);
+        let header_trace = parts.headers.get(TRACEPARENT).and_then(|v| v.to_str().ok()).and_then(TraceContext::parse);
         let trace = header_trace.or_else(|| meta_trace(&prefix)).unwrap_or_else(TraceContext::random);
         if header_trace.is_none() {
             let value = HeaderValue::from_str(&trace.child().to_string()).expect("traceparent is ASCII");
-            parts.headers.insert("traceparent", value);
+            parts.headers.insert(TRACEPARENT, value);
         }
 
-        let text = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let text = |name| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let ex = Arc::new(Exchange {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             started,
             started_at,
             http_method: parts.method.clone(),
-            session_id: text("mcp-session-id"),
+            session_id: text(MCP_SESSION_ID),
             legacy_session: parts.uri.query().and_then(|q| query_session(&format!("?{q}"))),
-            protocol_header: text("mcp-protocol-version"),
-            method_header: text("mcp-method"),
+            protocol_header: text(MCP_PROTOCOL_VERSION),
+            method_header: text(MCP_METHOD),
             client_ip: Some(self.resolver.client_ip(peer.ip(), &parts.headers).to_string()),
             trace,
             request_headers: parts.headers.clone(),
@@ -191,7 +196,7 @@ impl Proxy {
                 let head = Arc::new(ResponseHead {
                     status: rparts.status.as_u16(),
                     content,
-                    session_id: rparts.headers.get("mcp-session-id").and_then(|v| v.to_str().ok()).map(str::to_owned),
+                    session_id: rparts.headers.get(MCP_SESSION_ID).and_then(|v| v.to_str().ok()).map(str::to_owned),
                     headers: rparts.headers.clone(),
                     redacted_headers: Default::default(),
                 });
@@ -290,6 +295,11 @@ fn status_class(s: StatusCode) -> &'static str {
 }
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none: one pass over the names (a standard name compares as a
+    // number) costs less than a lookup per hop-by-hop name.
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
     // Headers the Connection header names are hop-by-hop too (rare: allocate only then).
     let named: Vec<String> = headers
         .get_all(header::CONNECTION)
