@@ -16,7 +16,7 @@ use mcp_ledger_crds::config::{OtlpConfig, OtlpProtocol};
 use mcp_ledger_crds::record::attr;
 use prost::Message as _;
 
-use crate::json::Node;
+use crate::json::{Node, Text};
 
 use super::proto::{self, AnyValue, KeyValue, any_value, string};
 use super::{ExportError, enum_text};
@@ -141,10 +141,27 @@ pub fn any_value(v: &Node) -> AnyValue {
             Some(any_value::Value::ArrayValue(proto::ArrayValue { values: items.iter().map(any_value).collect() }))
         }
         Node::Object(members) => Some(any_value::Value::KvlistValue(proto::KeyValueList {
-            values: members.iter().map(|(k, v)| kv(k.as_str(), any_value(v))).collect(),
+            values: last_of_each_key(members).map(|(k, v)| kv(k.as_str(), any_value(v))).collect(),
         })),
     };
     AnyValue { value }
+}
+
+/// The members of an object without the earlier copies of a repeated key. The OTLP data
+/// model wants the keys of a key/value list unique; the last copy is the one lookups (and
+/// most parsers) take. JSON lines keep every copy.
+fn last_of_each_key<'n, 'a>(members: &'n [(Text<'a>, Node<'a>)]) -> impl Iterator<Item = &'n (Text<'a>, Node<'a>)> {
+    // Small objects (nearly all) are checked pairwise; large ones through a map, so that
+    // a message with many keys costs linear time.
+    let last: Option<std::collections::HashMap<&str, usize>> =
+        (members.len() > 16).then(|| members.iter().enumerate().map(|(i, (k, _))| (k.as_str(), i)).collect());
+    members.iter().enumerate().filter_map(move |(i, m)| {
+        let later = match &last {
+            Some(last) => last[m.0.as_str()] != i,
+            None => members[i + 1..].iter().any(|(k, _)| k == &m.0),
+        };
+        (!later).then_some(m)
+    })
 }
 
 fn nanos(ts: jiff::Timestamp) -> u64 {
@@ -234,7 +251,8 @@ pub fn log_record(r: &AuditRecord) -> proto::LogRecord {
         observed_time_unix_nano: nanos(r.observed_timestamp),
         severity_number: r.level.severity_number(),
         severity_text: r.level.as_str().to_owned(),
-        // A body was checked JSON when the record was built, under the same nesting limit.
+        // A body is the JSON text the tree writer made (checked in debug builds), within the
+        // parser's nesting limit.
         body: r.body.as_ref().and_then(|b| Node::parse(b.get().as_bytes()).ok()).map(|n| any_value(&n)),
         attributes: a,
         dropped_attributes_count: 0,
@@ -262,5 +280,36 @@ pub fn encode_request(batch: &[AuditRecord], resource: &[KeyValue]) -> proto::Ex
             }],
             schema_url: String::new(),
         }],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(v: &AnyValue) -> Vec<(String, Option<String>)> {
+        let Some(any_value::Value::KvlistValue(list)) = &v.value else { panic!("{v:?}") };
+        list.values
+            .iter()
+            .map(|kv| {
+                let text = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                    Some(any_value::Value::StringValue(s)) => Some(s.clone()),
+                    _ => None,
+                };
+                (kv.key.clone(), text)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_repeated_key_keeps_its_last_copy_in_small_and_large_objects() {
+        let small = Node::parse(br#"{"a":"1","b":"2","a":"3"}"#).unwrap();
+        assert_eq!(keys(&any_value(&small)), [("b".into(), Some("2".into())), ("a".into(), Some("3".into()))]);
+        let members: Vec<String> = (0..40).map(|i| format!(r#""k{}":"{i}""#, i % 20)).collect();
+        let text = format!("{{{}}}", members.join(","));
+        let large = keys(&any_value(&Node::parse(text.as_bytes()).unwrap()));
+        let expected: Vec<(String, Option<String>)> =
+            (20..40).map(|i| (format!("k{}", i % 20), Some(i.to_string()))).collect();
+        assert_eq!(large, expected);
     }
 }
