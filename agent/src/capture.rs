@@ -952,9 +952,8 @@ impl Processor {
             e.message = error_message(&body);
         }
         // Redaction rarely lengthens a message: its size on the wire is room enough.
-        let mut text = Vec::with_capacity(usize::try_from(r.body_bytes).unwrap_or(0).min(1 << 20) + 16);
-        body.write(&mut text);
-        r.body = Some(RawJson::from_written(String::from_utf8(text).expect("JSON text from UTF-8 parts")));
+        let size = usize::try_from(r.body_bytes).unwrap_or(0).min(1 << 20) + 16;
+        r.body = Some(RawJson::from_written(body.to_json_sized(size)));
     }
 }
 

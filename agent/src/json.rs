@@ -54,12 +54,6 @@ impl Text<'_> {
     }
 }
 
-impl From<String> for Text<'_> {
-    fn from(s: String) -> Self {
-        Text::owned(s)
-    }
-}
-
 impl From<&str> for Text<'_> {
     fn from(s: &str) -> Self {
         Text::owned(s.to_owned())
@@ -164,7 +158,12 @@ impl<'a> Node<'a> {
 
     /// The compact JSON text of this value.
     pub fn to_json(&self) -> String {
-        let mut out = Vec::new();
+        self.to_json_sized(0)
+    }
+
+    /// [`Node::to_json`], with room for `size` bytes made up front.
+    pub fn to_json_sized(&self, size: usize) -> String {
+        let mut out = Vec::with_capacity(size);
         self.write(&mut out);
         String::from_utf8(out).expect("JSON text from UTF-8 parts")
     }

@@ -23,12 +23,6 @@ fn no_headers(headers: &Arc<BTreeMap<Arc<str>, Arc<str>>>) -> bool {
 pub struct RawJson(Box<str>);
 
 impl RawJson {
-    /// Checks that `text` is one JSON value, and keeps it as it is.
-    pub fn parse(text: String) -> Result<Self, serde_json::Error> {
-        serde_json::from_str::<serde::de::IgnoredAny>(&text)?;
-        Ok(Self(text.into()))
-    }
-
     /// Keeps `text`, which the caller built as one compact JSON value (a JSON writer's
     /// output, not outside input): checked in debug builds only.
     pub fn from_written(text: String) -> Self {

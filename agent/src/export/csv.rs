@@ -6,7 +6,7 @@ use std::io::Write;
 
 use mcp_ledger_crds::AuditRecord;
 
-use super::{ExportError, enum_text};
+use super::ExportError;
 
 /// The header row.
 pub const COLUMNS: &[&str] = &[
@@ -88,7 +88,7 @@ pub fn row(r: &AuditRecord) -> Vec<String> {
         opt(&r.user_id),
         opt(&r.team_id),
         opt(&r.org_id),
-        enum_text(&r.identity_source),
+        r.identity_source.as_str().to_owned(),
         opt(&r.tool_id),
         opt(&r.tool_name),
         r.correlation_id.clone(),
@@ -99,7 +99,7 @@ pub fn row(r: &AuditRecord) -> Vec<String> {
         opt(&r.method),
         opt(&r.protocol_version),
         opt(&r.client_ip),
-        enum_text(&r.direction),
+        r.direction.as_str().to_owned(),
         r.transport.as_str().to_owned(),
         r.server.name.clone(),
         opt(&r.server.namespace),

@@ -53,14 +53,6 @@ impl Sink {
     }
 }
 
-/// The serde name of a unit enum value (`unverified`, `client-to-server`, ...).
-pub(crate) fn enum_text<T: serde::Serialize>(v: &T) -> String {
-    match serde_json::to_value(v) {
-        Ok(serde_json::Value::String(s)) => s,
-        _ => String::new(),
-    }
-}
-
 /// Opens a file sink: `-` is stdout, anything else is appended to.
 pub(crate) fn open_output(path: &str) -> std::io::Result<Box<dyn std::io::Write + Send>> {
     if path == "-" {

@@ -18,8 +18,8 @@ use prost::Message as _;
 
 use crate::json::{Node, Text};
 
+use super::ExportError;
 use super::proto::{self, AnyValue, KeyValue, any_value, string};
-use super::{ExportError, enum_text};
 
 /// The gRPC method path of OTLP logs export.
 pub const GRPC_PATH: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
@@ -200,9 +200,9 @@ pub fn log_record(r: &AuditRecord) -> proto::LogRecord {
     push(attr::USER_ID, r.user_id.clone().map(string));
     push(attr::TEAM_ID, r.team_id.clone().map(string));
     push(attr::ORG_ID, r.org_id.clone().map(string));
-    push(attr::IDENTITY_SOURCE, Some(string(enum_text(&r.identity_source))));
+    push(attr::IDENTITY_SOURCE, Some(string(r.identity_source.as_str())));
     push(attr::CORRELATION_ID, Some(string(r.correlation_id.clone())));
-    push(attr::DIRECTION, Some(string(enum_text(&r.direction))));
+    push(attr::DIRECTION, Some(string(r.direction.as_str())));
     push(attr::TRANSPORT, Some(string(r.transport.as_str())));
     push(attr::SERVER_NAME, Some(string(r.server.name.clone())));
     push(attr::SERVER_NAMESPACE, r.server.namespace.clone().map(string));

@@ -320,9 +320,9 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// when the body mentions it.
 fn meta_trace(body: &[u8]) -> Option<TraceContext> {
     // Built once: building a searcher costs more than searching a small body.
-    static TRACEPARENT: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    static MENTION: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
         std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"traceparent"));
-    TRACEPARENT.find(body)?;
+    MENTION.find(body)?;
     let messages = crate::mcp::jsonrpc::parse(body).ok()?;
     messages.iter().find_map(|m| m.meta_traceparent().and_then(TraceContext::parse))
 }
