@@ -788,11 +788,19 @@ impl Processor {
     }
 
     /// `<server>/<tool>@<definitionHash>`, or `<server>/<tool>` before the tool was listed.
+    /// `server/tool`, with `@hash` once the tool's definition is known.
     fn tool_id(&self, tool: &str) -> String {
-        match self.governance.tool_hash(tool) {
-            Some(hash) => format!("{}/{tool}@{hash}", self.identity.name),
-            None => format!("{}/{tool}", self.identity.name),
+        let hash = self.governance.tool_hash(tool);
+        let server = &self.identity.name;
+        let mut id = String::with_capacity(server.len() + tool.len() + hash.as_ref().map_or(1, |h| h.len() + 2));
+        id.push_str(server);
+        id.push('/');
+        id.push_str(tool);
+        if let Some(hash) = hash {
+            id.push('@');
+            id.push_str(&hash);
         }
+        id
     }
 
     /// A `policy-denied` or `tool-definition-changed` record.

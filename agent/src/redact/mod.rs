@@ -5,8 +5,10 @@
 //! once and swapped whole on reload; one that does not compile is refused with the rule
 //! and the reason.
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use mcp_ledger_crds::redaction::{Action, HeaderMode, McpRedactionPolicySpec};
 use serde_json::Value;
@@ -81,15 +83,69 @@ pub struct Redactor {
     engine: detectors::Engine,
     json_paths: Vec<(String, jsonpath::Path, Action)>,
     hash_key: Option<Vec<u8>>,
-    /// Header values the detectors found nothing in (`content-type`, `user-agent`, …):
-    /// most repeat on every exchange, so they are scanned once per policy.
-    clean_header_values: std::sync::Mutex<std::collections::HashSet<Arc<str>>>,
-    /// Header names and whether they are sensitive.
-    header_names: std::sync::Mutex<std::collections::HashMap<Arc<str>, bool>>,
+    /// Tells this policy's entries in [`REMEMBERED`] from another's.
+    id: u64,
 }
 
-/// Most clean header values remembered; the set starts over when full.
-const CLEAN_HEADER_VALUES: usize = 1024;
+/// Verdicts that repeat on every message, remembered so the next message does not pay
+/// for them again: object keys (`jsonrpc`, `params`, a tool's argument names) and header
+/// lines (`content-type`, `user-agent`, …) the detectors found nothing in, and header
+/// names. Per thread, so the node agent's threads share no lock. The entries belong to
+/// the policy `policy` names, and are dropped when another policy runs on the thread.
+/// Nothing with a finding is remembered, and no value of a sensitive header.
+struct Remembered {
+    policy: u64,
+    /// Clean keys, and whether each names a secret.
+    keys: HashMap<Box<str>, bool>,
+    /// Header names as received: the record's name (lower-cased) and whether the
+    /// header is redacted whole by its name.
+    header_names: HashMap<Box<str>, (Arc<str>, bool)>,
+    /// Clean lines of headers that are not sensitive, as `name NUL value` (a header
+    /// value holds no NUL byte): the record's name and value, shared by every record.
+    header_lines: HashMap<Box<[u8]>, SharedHeader>,
+}
+
+/// A header's name and value as records hold them.
+type SharedHeader = (Arc<str>, Arc<str>);
+
+impl Remembered {
+    /// Runs `f` on this thread's entries for policy `id`, dropping another policy's.
+    fn with<T>(id: u64, f: impl FnOnce(&mut Remembered) -> T) -> T {
+        REMEMBERED.with_borrow_mut(|r| {
+            if r.policy != id {
+                r.keys.clear();
+                r.header_names.clear();
+                r.header_lines.clear();
+                r.policy = id;
+            }
+            f(r)
+        })
+    }
+}
+
+/// Adds an entry to a bounded map, which starts over when full.
+fn remember<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>, key: K, value: V) {
+    if map.len() >= REMEMBERED_PER_KIND {
+        map.clear();
+    }
+    map.insert(key, value);
+}
+
+thread_local! {
+    static REMEMBERED: RefCell<Remembered> = RefCell::new(Remembered {
+        policy: 0,
+        keys: HashMap::new(),
+        header_names: HashMap::new(),
+        header_lines: HashMap::new(),
+    });
+}
+
+/// Most entries of each kind remembered per thread.
+const REMEMBERED_PER_KIND: usize = 1024;
+/// Longer keys and header lines are scanned every time: they rarely repeat.
+const REMEMBERED_LONGEST: usize = 256;
+/// The next policy id (0 is no policy).
+static NEXT_POLICY: AtomicU64 = AtomicU64::new(1);
 
 impl std::fmt::Debug for Redactor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -204,8 +260,7 @@ impl Redactor {
             engine: detectors::Engine::new(compiled),
             json_paths,
             hash_key,
-            clean_header_values: Default::default(),
-            header_names: Default::default(),
+            id: NEXT_POLICY.fetch_add(1, Ordering::Relaxed),
         })
     }
 
@@ -234,34 +289,38 @@ impl Redactor {
         headers: impl Iterator<Item = (&'a str, &'a [u8])>,
         summary: &mut BTreeMap<String, u32>,
     ) -> BTreeMap<Arc<str>, Arc<str>> {
-        let mut out: BTreeMap<Arc<str>, Arc<str>> = BTreeMap::new();
-        for (name, value) in headers {
-            let (name, sensitive) = self.header_name(name);
-            let text: Arc<str> = if sensitive {
-                *summary.entry("header".to_owned()).or_default() += 1;
-                match (self.header_action, std::str::from_utf8(value)) {
-                    (Action::Hash, Ok(v)) => self.hmac("header", v).into(),
-                    _ => "[REDACTED:header]".into(),
-                }
-            } else {
-                match std::str::from_utf8(value) {
-                    Ok(v) => self.header_value(&name, v, summary),
-                    Err(_) => "[REDACTED:non-utf8]".into(),
-                }
-            };
-            match out.entry(name) {
-                std::collections::btree_map::Entry::Vacant(e) => {
-                    e.insert(text);
-                }
-                std::collections::btree_map::Entry::Occupied(mut e) => {
-                    let joined = format!("{}, {text}", e.get());
-                    e.insert(joined.into());
+        Remembered::with(self.id, |remembered| {
+            let mut out: BTreeMap<Arc<str>, Arc<str>> = BTreeMap::new();
+            let mut line = Vec::new();
+            for (name, value) in headers {
+                line.clear();
+                line.extend_from_slice(name.as_bytes());
+                line.push(0);
+                line.extend_from_slice(value);
+                let (name, text) = match remembered.header_lines.get(line.as_slice()) {
+                    Some((name, text)) => (name.clone(), text.clone()),
+                    None => {
+                        let (name, text, clean) = self.header_line(remembered, name, value, summary);
+                        if clean && line.len() <= REMEMBERED_LONGEST && !value.contains(&0) {
+                            let entry = (name.clone(), text.clone());
+                            remember(&mut remembered.header_lines, line.as_slice().into(), entry);
+                        }
+                        (name, text)
+                    }
+                };
+                match out.entry(name) {
+                    std::collections::btree_map::Entry::Vacant(e) => {
+                        e.insert(text);
+                    }
+                    std::collections::btree_map::Entry::Occupied(mut e) => {
+                        let joined = format!("{}, {text}", e.get());
+                        e.insert(joined.into());
+                    }
                 }
             }
-        }
-        out
+            out
+        })
     }
-
     /// Redacts a JSON message in place: JSON-path rules, keys that name a secret, and every
     /// string (object keys included) through the detectors. Every member of an object is
     /// walked, a repeated key's included.
@@ -329,19 +388,14 @@ impl Redactor {
                 let track = !self.json_paths.is_empty();
                 let mut dropped = Vec::new();
                 for (i, (key, v)) in members.iter_mut().enumerate() {
-                    match self.scan(key.as_str(), summary) {
-                        Scan::Clean => {}
-                        Scan::Replaced(r) => *key = Text::owned(r),
-                        Scan::Drop | Scan::DropPayload(_) => *key = Text::from("[REDACTED]"),
-                    }
+                    let secret_key = self.key(key, summary);
                     if track {
                         path.push(jsonpath::Step::Key(key.as_str().to_owned()));
                     }
                     let fate = if key.as_str() == "traceparent" && v.as_str().is_some_and(is_traceparent) {
                         // `_meta.traceparent`, as in the header.
                         Fate::Keep
-                    } else if is_secret_key(key.as_str())
-                        && !matches!(v, Node::Null | Node::Object(_) | Node::Array(_) | Node::Bool(_))
+                    } else if secret_key && !matches!(v, Node::Null | Node::Object(_) | Node::Array(_) | Node::Bool(_))
                     {
                         *summary.entry("secret-key".to_owned()).or_default() += 1;
                         self.apply_whole(v, "secret-key", self.secret_key_action, outcome)
@@ -364,6 +418,25 @@ impl Redactor {
         }
     }
 
+    /// Redacts an object key as any string, and says whether (as redacted) it names a
+    /// secret.
+    fn key(&self, key: &mut Text<'_>, summary: &mut BTreeMap<String, u32>) -> bool {
+        if let Some(secret) = Remembered::with(self.id, |r| r.keys.get(key.as_str()).copied()) {
+            return secret;
+        }
+        match self.scan(key.as_str(), summary) {
+            Scan::Clean => {
+                let secret = is_secret_key(key.as_str());
+                if key.as_str().len() <= REMEMBERED_LONGEST {
+                    Remembered::with(self.id, |r| remember(&mut r.keys, key.as_str().into(), secret));
+                }
+                return secret;
+            }
+            Scan::Replaced(r) => *key = Text::owned(r),
+            Scan::Drop | Scan::DropPayload(_) => *key = Text::from("[REDACTED]"),
+        }
+        is_secret_key(key.as_str())
+    }
     fn apply_whole(&self, value: &mut Node<'_>, kind: &str, action: Action, outcome: &mut Outcome) -> Fate {
         match action {
             Action::Mask => {
@@ -396,59 +469,61 @@ impl Redactor {
         }
     }
 
-    /// A header's name, lower-cased, and whether the header is redacted whole by its name.
-    /// Names repeat on every exchange, so they are kept with the answer.
-    fn header_name(&self, name: &str) -> (Arc<str>, bool) {
-        let lower;
-        let name = if name.bytes().any(|b| b.is_ascii_uppercase()) {
-            lower = name.to_ascii_lowercase();
-            &lower
-        } else {
-            name
+    /// One header line: the record's name and value, and whether the line may be
+    /// remembered (a header that is not sensitive, a value with nothing found).
+    fn header_line(
+        &self,
+        remembered: &mut Remembered,
+        name: &str,
+        value: &[u8],
+        summary: &mut BTreeMap<String, u32>,
+    ) -> (Arc<str>, Arc<str>, bool) {
+        let (name, sensitive) = match remembered.header_names.get(name) {
+            Some(known) => known.clone(),
+            None => {
+                let known = self.header_name(name);
+                if name.len() <= REMEMBERED_LONGEST {
+                    remember(&mut remembered.header_names, name.into(), known.clone());
+                }
+                known
+            }
         };
-        if let Some((known, sensitive)) = self.header_names.lock().expect("header cache lock").get_key_value(name) {
-            return (known.clone(), *sensitive);
+        if sensitive {
+            *summary.entry("header".to_owned()).or_default() += 1;
+            let text = match (self.header_action, std::str::from_utf8(value)) {
+                (Action::Hash, Ok(v)) => self.hmac("header", v).into(),
+                _ => "[REDACTED:header]".into(),
+            };
+            return (name, text, false);
         }
+        let Ok(value) = std::str::from_utf8(value) else {
+            return (name, "[REDACTED:non-utf8]".into(), false);
+        };
+        // A well-formed `traceparent` is new on every request: kept, not remembered.
+        if &*name == "traceparent" && is_traceparent(value) {
+            return (name, value.into(), false);
+        }
+        match self.string(value, summary) {
+            Some(redacted) => (name, redacted.into(), false),
+            None => (name, value.into(), true),
+        }
+    }
+
+    /// A header's name, lower-cased, and whether the header is redacted whole by its name.
+    fn header_name(&self, name: &str) -> (Arc<str>, bool) {
+        let name = name.to_ascii_lowercase();
         let sensitive = match self.header_mode {
             HeaderMode::DenyList => {
-                BUILTIN_DENY.contains(&name)
+                BUILTIN_DENY.contains(&name.as_str())
                     || SENSITIVE_NAME_PARTS.iter().any(|p| name.contains(p)) && name != "mcp-session-id"
                     // 2026-07-28 `Mcp-Param-*` headers repeat tool arguments; the body
                     // carries them through the JSON rules, the copies are not kept.
                     || name.starts_with("mcp-param-")
-                    || self.deny.iter().any(|d| d == name)
+                    || self.deny.contains(&name)
             }
-            HeaderMode::AllowList => !self.allow.iter().any(|a| a == name),
+            HeaderMode::AllowList => !self.allow.contains(&name),
         };
-        let shared: Arc<str> = name.into();
-        let mut names = self.header_names.lock().expect("header cache lock");
-        if names.len() >= CLEAN_HEADER_VALUES {
-            names.clear();
-        }
-        names.insert(shared.clone(), sensitive);
-        (shared, sensitive)
-    }
-
-    /// A header value that is not sensitive by name, after the detectors.
-    fn header_value(&self, name: &str, value: &str, summary: &mut BTreeMap<String, u32>) -> Arc<str> {
-        if name == "traceparent" && is_traceparent(value) {
-            return value.into();
-        }
-        if let Some(clean) = self.clean_header_values.lock().expect("header cache lock").get(value) {
-            return clean.clone();
-        }
-        match self.string(value, summary) {
-            Some(redacted) => redacted.into(),
-            None => {
-                let shared: Arc<str> = value.into();
-                let mut clean = self.clean_header_values.lock().expect("header cache lock");
-                if clean.len() >= CLEAN_HEADER_VALUES {
-                    clean.clear();
-                }
-                clean.insert(shared.clone());
-                shared
-            }
-        }
+        (name.into(), sensitive)
     }
 
     fn scan(&self, s: &str, summary: &mut BTreeMap<String, u32>) -> Scan {
@@ -669,17 +744,25 @@ mod tests {
                 ("X-Note", secret.as_bytes()),
                 ("traceparent", trace.as_bytes()),
                 ("tracestate", trace_with_more.as_bytes()),
+                ("Authorization", b"Bearer not-a-real-token"),
             ];
             let out = r.headers(headers.into_iter(), &mut summary);
             assert_eq!(&*out["user-agent"], "python-httpx/0.28.1", "round {round}");
             assert_eq!(&*out["x-note"], "id=[REDACTED:aws-access-key-id]", "round {round}");
             assert_eq!(&*out["traceparent"], trace);
             assert!(!out["tracestate"].contains(&key), "round {round}: {}", out["tracestate"]);
+            assert_eq!(&*out["authorization"], "[REDACTED:header]", "round {round}");
             assert_eq!(summary.get("aws-access-key-id"), Some(&2), "round {round}: {summary:?}");
+            assert_eq!(summary.get("header"), Some(&1), "round {round}: {summary:?}");
         }
-        let clean = r.clean_header_values.lock().unwrap();
-        assert!(clean.contains("python-httpx/0.28.1"));
-        assert!(!clean.iter().any(|v| v.contains(&key)), "values with findings are never remembered as clean");
+        Remembered::with(r.id, |remembered| {
+            let lines: Vec<String> =
+                remembered.header_lines.keys().map(|l| String::from_utf8_lossy(l).replace('\0', ": ")).collect();
+            assert!(lines.iter().any(|l| l == "User-Agent: python-httpx/0.28.1"), "{lines:?}");
+            assert!(!lines.iter().any(|l| l.contains(&key)), "values with findings are never remembered: {lines:?}");
+            assert!(!lines.iter().any(|l| l.starts_with("traceparent")), "{lines:?}");
+            assert!(!lines.iter().any(|l| l.contains("not-a-real-token")), "no sensitive value: {lines:?}");
+        });
     }
 
     #[test]
@@ -843,6 +926,49 @@ mod tests {
         assert_eq!(r.string("4821", &mut summary).as_deref(), Some("[REDACTED:pin]"));
     }
 
+    #[test]
+    fn remembered_clean_keys_belong_to_the_policy_that_scanned_them() {
+        use mcp_ledger_crds::redaction::CustomPattern;
+        let message = r#"{"region":"eu","apiKey":"not-a-real-key","nested":{"region":"us"}}"#;
+        let run = |r: &Redactor| {
+            let mut node = Node::parse(message.as_bytes()).unwrap();
+            let mut summary = BTreeMap::new();
+            r.node(&mut node, &mut summary);
+            (node.to_json(), summary)
+        };
+        let plain = redactor();
+        let expected = r#"{"region":"eu","apiKey":"[REDACTED:secret-key]","nested":{"region":"us"}}"#;
+        // The second message is read with the keys remembered from the first.
+        for _ in 0..2 {
+            let (text, summary) = run(&plain);
+            assert_eq!(text, expected);
+            assert_eq!(summary["secret-key"], 1);
+        }
+        // A policy whose pattern matches a key the first one found clean.
+        let strict = Redactor::compile(
+            &McpRedactionPolicySpec {
+                custom_patterns: vec![CustomPattern {
+                    name: "region-key".into(),
+                    regex: "^region$".into(),
+                    keywords: vec![],
+                    action: Action::Mask,
+                }],
+                ..Default::default()
+            },
+            None,
+        )
+        .unwrap();
+        for _ in 0..2 {
+            let (text, summary) = run(&strict);
+            assert_eq!(
+                text,
+                r#"{"[REDACTED:region-key]":"eu","apiKey":"[REDACTED:secret-key]","nested":{"[REDACTED:region-key]":"us"}}"#
+            );
+            assert_eq!(summary["region-key"], 2);
+        }
+        // And back: the first policy's verdicts are not taken from the second's.
+        assert_eq!(run(&plain).0, expected);
+    }
     #[test]
     fn detector_switches_turn_families_and_groups_off() {
         use mcp_ledger_crds::redaction::DetectorSwitch;
