@@ -48,9 +48,9 @@ impl AuditRecord {
         } = self;
         let mut o = Object::open(out);
         o.key("timestamp");
-        write!(o.out, "\"{timestamp}\"").expect("writing to a Vec cannot fail");
+        write_timestamp(o.out, timestamp);
         o.key("observedTimestamp");
-        write!(o.out, "\"{observed_timestamp}\"").expect("writing to a Vec cannot fail");
+        write_timestamp(o.out, observed_timestamp);
         o.name("level", level.as_str());
         o.name("eventType", event_type.as_str());
         if let Some(code) = response_code {
@@ -199,8 +199,79 @@ impl<'a> Object<'a> {
 
     fn u64(&mut self, name: &'static str, n: u64) {
         self.key(name);
-        write!(self.out, "{n}").expect("writing to a Vec cannot fail");
+        write_u64(self.out, n);
     }
+}
+
+/// Writes `n` in decimal, as `Display` does.
+fn write_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
+/// Writes a timestamp as a JSON string, as jiff's `Display` (and so its serde form)
+/// writes it: RFC 3339 in UTC, the fraction of a second without its trailing zeros and
+/// left out when zero. Written directly for the years 1970 to 9999, through `Display`
+/// otherwise.
+fn write_timestamp(out: &mut Vec<u8>, t: &jiff::Timestamp) {
+    /// 10000-01-01T00:00:00Z.
+    const YEAR_10000: i64 = 253_402_300_800;
+    let (secs, nanos) = (t.as_second(), t.subsec_nanosecond());
+    if !(0..YEAR_10000).contains(&secs) || nanos < 0 {
+        write!(out, "\"{t}\"").expect("writing to a Vec cannot fail");
+        return;
+    }
+    let (year, month, day) = civil_from_days(secs / 86_400);
+    let of_day = secs % 86_400;
+    let mut text = *b"\"0000-00-00T00:00:00";
+    let mut put = |at: usize, width: usize, mut n: i64| {
+        for i in (at..at + width).rev() {
+            text[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+    };
+    put(1, 4, year);
+    put(6, 2, month);
+    put(9, 2, day);
+    put(12, 2, of_day / 3600);
+    put(15, 2, of_day / 60 % 60);
+    put(18, 2, of_day % 60);
+    out.extend_from_slice(&text);
+    if nanos > 0 {
+        let mut fraction = [0u8; 10];
+        fraction[0] = b'.';
+        let mut n = nanos;
+        for slot in fraction[1..].iter_mut().rev() {
+            *slot = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+        let end = fraction.iter().rposition(|&b| b != b'0').expect("the fraction is not zero") + 1;
+        out.extend_from_slice(&fraction[..end]);
+    }
+    out.extend_from_slice(b"Z\"");
+}
+
+/// The proleptic Gregorian date (year, month, day) of a day counted from 1970-01-01, by
+/// Howard Hinnant's `civil_from_days`, for days from 0000-03-01 on.
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    // Days since 0000-03-01: years start in March, so the leap day ends a year.
+    let z = days + 719_468;
+    let (era, day_of_era) = (z / 146_097, z % 146_097);
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
+    let month = if month_from_march < 10 { month_from_march + 3 } else { month_from_march - 9 };
+    (era * 400 + year_of_era + i64::from(month <= 2), month, day)
 }
 
 fn needs_escape(b: u8) -> bool {
@@ -258,6 +329,43 @@ fn string(out: &mut Vec<u8>, s: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_and_numbers_are_written_as_display_writes_them() {
+        let mut seconds: Vec<i64> = vec![
+            0,
+            59,
+            86_399,
+            86_400,
+            951_782_400,     // 2000-02-29
+            951_868_800,     // 2000-03-01
+            4_107_542_400,   // 2100-03-01 (2100 is not a leap year)
+            1_798_761_599,   // 2026-12-31T23:59:59
+            253_402_207_200, // 9999-12-30T22:00:00, the last second jiff has
+            -1,
+            -62_135_596_800,
+        ];
+        // A pseudo-random walk over the whole range, a day and a bit at a time.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            seconds.push((x % 253_402_207_200) as i64);
+        }
+        let nanos = [0, 1, 10, 120_000_000, 500_000_000, 662_709_822, 999_999_999, 100];
+        for (i, s) in seconds.iter().enumerate() {
+            let t = jiff::Timestamp::new(*s, nanos[i % nanos.len()]).unwrap();
+            let mut out = Vec::new();
+            write_timestamp(&mut out, &t);
+            assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(&t).unwrap(), "{s}");
+        }
+        for n in [0, 7, 10, 99, 100, 12_345, u64::from(u32::MAX), u64::MAX] {
+            let mut out = Vec::new();
+            write_u64(&mut out, n);
+            assert_eq!(String::from_utf8(out).unwrap(), n.to_string());
+        }
+    }
 
     #[test]
     fn strings_are_escaped_as_serde_json_escapes_them() {

@@ -93,17 +93,28 @@ pub fn random_span_id() -> [u8; 8] {
     }
 }
 
-fn hex_u8(s: &str) -> Option<u8> {
-    if s.len() != 2 || !s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
-        return None;
+/// The value of a lower-case hex digit (the W3C format has no upper case).
+fn nibble(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        _ => None,
     }
-    u8::from_str_radix(s, 16).ok()
+}
+
+fn hex_u8(s: &str) -> Option<u8> {
+    let [hi, lo] = s.as_bytes() else { return None };
+    Some(nibble(*hi)? << 4 | nibble(*lo)?)
 }
 
 fn hex_array<const N: usize>(s: &str) -> Option<[u8; N]> {
+    let bytes = s.as_bytes();
+    if bytes.len() != N * 2 {
+        return None;
+    }
     let mut out = [0u8; N];
-    for (i, slot) in out.iter_mut().enumerate() {
-        *slot = hex_u8(s.get(i * 2..i * 2 + 2)?)?;
+    for (slot, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+        *slot = nibble(pair[0])? << 4 | nibble(pair[1])?;
     }
     Some(out)
 }
