@@ -71,15 +71,22 @@ impl TraceContext {
     }
 }
 
-impl fmt::Display for TraceContext {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // `00-<32 hex>-<16 hex>-<2 hex>`, built on the stack (one per proxied request).
+impl TraceContext {
+    /// The `traceparent` value, `00-<32 hex>-<16 hex>-<2 hex>`, on the stack (one per
+    /// proxied request).
+    pub fn header_bytes(&self) -> [u8; 55] {
         let mut text = [b'-'; 55];
         text[..2].copy_from_slice(b"00");
         hex_into(&self.trace_id, &mut text[3..35]);
         hex_into(&self.span_id, &mut text[36..52]);
         hex_into(&[self.flags], &mut text[53..]);
-        f.write_str(std::str::from_utf8(&text).expect("ASCII"))
+        text
+    }
+}
+
+impl fmt::Display for TraceContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(std::str::from_utf8(&self.header_bytes()).expect("ASCII"))
     }
 }
 
@@ -121,9 +128,13 @@ fn hex_array<const N: usize>(s: &str) -> Option<[u8; N]> {
 
 /// Lower-case hex of bytes.
 pub fn to_hex(bytes: &[u8]) -> String {
-    let mut out = vec![0; bytes.len() * 2];
-    hex_into(bytes, &mut out);
-    String::from_utf8(out).expect("hex digits are ASCII")
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    out
 }
 
 /// Writes the lower-case hex of `bytes` into `out` (twice as long).

@@ -63,9 +63,13 @@ impl Plan {
 /// Reads a (whole) request body and decides. Bodies that are not JSON-RPC are left to the
 /// server (and recorded as parse errors by the pipeline).
 pub fn plan(gov: &Governance, body: &[u8], caller: &govern::Caller<'_>) -> Plan {
+    use memchr::memmem::Finder;
+    use std::sync::LazyLock;
+    // Built once: building a searcher costs more than searching a small body.
+    static TOOLS_LIST: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"tools/list"));
+    static INITIALIZE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"initialize"));
     let checks = gov.checks_requests();
-    let finder = |needle: &[u8]| memchr::memmem::find(body, needle).is_some();
-    if !checks && !finder(b"tools/list") && !finder(b"initialize") {
+    if !checks && TOOLS_LIST.find(body).is_none() && INITIALIZE.find(body).is_none() {
         return Plan::default();
     }
     let Ok(messages) = jsonrpc::parse(body) else { return Plan::default() };

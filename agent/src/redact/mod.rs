@@ -6,7 +6,7 @@
 //! and the reason.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -93,6 +93,11 @@ pub struct Redactor {
 /// names. Per thread, so the node agent's threads share no lock. The entries belong to
 /// the policy `policy` names, and are dropped when another policy runs on the thread.
 /// Nothing with a finding is remembered, and no value of a sensitive header.
+///
+/// The maps hash with foldhash, seeded at random per process: SipHash cost more than the
+/// scan it saves on a short key. Keys come from clients, so the maps are also bounded
+/// ([`REMEMBERED_PER_KIND`]): colliding keys, were the seed guessed, slow only a map of
+/// that size.
 struct Remembered {
     policy: u64,
     /// Clean keys, and whether each names a secret.
@@ -104,6 +109,8 @@ struct Remembered {
     /// value holds no NUL byte): the record's name and value, shared by every record.
     header_lines: HashMap<Box<[u8]>, SharedHeader>,
 }
+
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// A header's name and value as records hold them.
 type SharedHeader = (Arc<str>, Arc<str>);
@@ -134,9 +141,9 @@ fn remember<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>, key: K, value: 
 thread_local! {
     static REMEMBERED: RefCell<Remembered> = RefCell::new(Remembered {
         policy: 0,
-        keys: HashMap::new(),
-        header_names: HashMap::new(),
-        header_lines: HashMap::new(),
+        keys: HashMap::default(),
+        header_names: HashMap::default(),
+        header_lines: HashMap::default(),
     });
 }
 
