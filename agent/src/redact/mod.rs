@@ -108,6 +108,8 @@ struct Remembered {
     /// Clean lines of headers that are not sensitive, as `name NUL value` (a header
     /// value holds no NUL byte): the record's name and value, shared by every record.
     header_lines: HashMap<Box<[u8]>, SharedHeader>,
+    /// Where a header line is put together for the lookup, kept between calls.
+    scratch: Vec<u8>,
 }
 
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
@@ -144,6 +146,7 @@ thread_local! {
         keys: HashMap::default(),
         header_names: HashMap::default(),
         header_lines: HashMap::default(),
+        scratch: Vec::new(),
     });
 }
 
@@ -298,7 +301,7 @@ impl Redactor {
     ) -> BTreeMap<Arc<str>, Arc<str>> {
         Remembered::with(self.id, |remembered| {
             let mut out: BTreeMap<Arc<str>, Arc<str>> = BTreeMap::new();
-            let mut line = Vec::new();
+            let mut line = std::mem::take(&mut remembered.scratch);
             for (name, value) in headers {
                 line.clear();
                 line.extend_from_slice(name.as_bytes());
@@ -324,6 +327,9 @@ impl Redactor {
                         e.insert(joined.into());
                     }
                 }
+            }
+            if line.capacity() <= 4 * REMEMBERED_LONGEST {
+                remembered.scratch = line;
             }
             out
         })
