@@ -310,8 +310,11 @@ impl Redactor {
                 let (name, text) = match remembered.header_lines.get(line.as_slice()) {
                     Some((name, text)) => (name.clone(), text.clone()),
                     None => {
+                        // Only a line with one NUL is remembered, so no other name and
+                        // value can spell it.
+                        let one_nul = !name.as_bytes().contains(&0) && !value.contains(&0);
                         let (name, text, clean) = self.header_line(remembered, name, value, summary);
-                        if clean && line.len() <= REMEMBERED_LONGEST && !value.contains(&0) {
+                        if clean && one_nul && line.len() <= REMEMBERED_LONGEST {
                             let entry = (name.clone(), text.clone());
                             remember(&mut remembered.header_lines, line.as_slice().into(), entry);
                         }
@@ -334,6 +337,7 @@ impl Redactor {
             out
         })
     }
+
     /// Redacts a JSON message in place: JSON-path rules, keys that name a secret, and every
     /// string (object keys included) through the detectors. Every member of an object is
     /// walked, a repeated key's included.
@@ -450,6 +454,7 @@ impl Redactor {
         }
         is_secret_key(key.as_str())
     }
+
     fn apply_whole(&self, value: &mut Node<'_>, kind: &str, action: Action, outcome: &mut Outcome) -> Fate {
         match action {
             Action::Mask => {
@@ -776,6 +781,18 @@ mod tests {
             assert!(!lines.iter().any(|l| l.starts_with("traceparent")), "{lines:?}");
             assert!(!lines.iter().any(|l| l.contains("not-a-real-token")), "no sensitive value: {lines:?}");
         });
+    }
+
+    #[test]
+    fn a_remembered_header_line_is_never_another_name_and_value() {
+        // `name NUL value` is the lookup: a name or value holding a NUL could spell
+        // another header's line, so such lines are not remembered.
+        let r = redactor();
+        let mut summary = BTreeMap::new();
+        let first = r.headers([("x\0y", b"z".as_slice())].into_iter(), &mut summary);
+        assert_eq!(first.keys().map(|k| &**k).collect::<Vec<_>>(), ["x\0y"]);
+        let second = r.headers([("x", b"y\0z".as_slice())].into_iter(), &mut summary);
+        assert_eq!(second.iter().map(|(k, v)| (&**k, &**v)).collect::<Vec<_>>(), [("x", "y\0z")]);
     }
 
     #[test]
