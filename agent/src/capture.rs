@@ -131,12 +131,43 @@ pub struct Exchange {
 }
 
 impl Exchange {
-    /// The session this exchange belongs to, as a key (`mcp:<id>` or `sse:<id>`).
-    pub fn session_key(&self) -> Option<String> {
-        if let Some(s) = &self.session_id {
-            return Some(format!("mcp:{s}"));
+    /// Where this exchange's JSON-RPC ids are unique: its session, or itself.
+    pub fn scope(&self) -> Scope {
+        match (&self.session_id, &self.legacy_session) {
+            (Some(s), _) => Scope::Session(s.clone()),
+            (None, Some(s)) => Scope::Legacy(s.clone()),
+            (None, None) => Scope::Exchange(self.id),
         }
-        self.legacy_session.as_ref().map(|s| format!("sse:{s}"))
+    }
+}
+
+/// Where a JSON-RPC id is unique: a Streamable HTTP session (`Mcp-Session-Id`), a
+/// 2024-11-05 HTTP+SSE session, or, without a session, one exchange. Written
+/// `mcp:<id>`, `sse:<id>` and `ex:<n>`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Scope {
+    Session(String),
+    Legacy(String),
+    Exchange(u64),
+}
+
+impl Scope {
+    /// The session id, when the scope is a session.
+    fn into_session_id(self) -> Option<String> {
+        match self {
+            Scope::Session(s) | Scope::Legacy(s) => Some(s),
+            Scope::Exchange(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Scope::Session(s) => write!(f, "mcp:{s}"),
+            Scope::Legacy(s) => write!(f, "sse:{s}"),
+            Scope::Exchange(n) => write!(f, "ex:{n}"),
+        }
     }
 }
 
@@ -273,12 +304,12 @@ pub struct Processor {
     transport: Transport,
     redactor: Arc<Redactor>,
     metrics: Metrics,
-    pending: HashMap<(String, String), Pending>,
-    pending_order: VecDeque<(Instant, (String, String))>,
+    pending: HashMap<(Scope, String), Pending>,
+    pending_order: VecDeque<(Instant, (Scope, String))>,
     stream_sessions: HashMap<u64, String>,
     seen_events: HashSet<(String, String)>,
     seen_order: VecDeque<(String, String)>,
-    sessions: HashSet<String>,
+    sessions: HashSet<Scope>,
     exchange_requests: HashMap<u64, Vec<String>>,
     /// Exchanges whose SSE events carried ids: a client that leaves them can resume with
     /// `Last-Event-ID`, so its requests stay open.
@@ -343,11 +374,11 @@ impl Processor {
         self.expire_pending();
     }
 
-    fn key_for(&self, ex: &Exchange) -> String {
-        if let Some(s) = self.stream_sessions.get(&ex.id) {
-            return format!("sse:{s}");
+    fn key_for(&self, ex: &Exchange) -> Scope {
+        match self.stream_sessions.get(&ex.id) {
+            Some(s) => Scope::Legacy(s.clone()),
+            None => ex.scope(),
         }
-        ex.session_key().unwrap_or_else(|| format!("ex:{}", ex.id))
     }
 
     fn on_request(
@@ -451,7 +482,7 @@ impl Processor {
             let text = String::from_utf8_lossy(body);
             let session = query_session(&text).unwrap_or_else(|| text.to_string());
             self.stream_sessions.insert(ex.id, session.clone());
-            if self.sessions.insert(format!("sse:{session}")) {
+            if self.sessions.insert(Scope::Legacy(session.clone())) {
                 self.metrics.active_sessions.inc();
             }
             let mut r = self.record(
@@ -515,8 +546,7 @@ impl Processor {
                     r.body_bytes = per_message;
                     r.body_truncated = truncated;
                     if let (Some(id), Some(method)) = (msg.id_text(), msg.method()) {
-                        let key =
-                            head.session_id.as_ref().map(|s| format!("mcp:{s}")).unwrap_or_else(|| self.key_for(ex));
+                        let key = head.session_id.clone().map(Scope::Session).unwrap_or_else(|| self.key_for(ex));
                         self.add_pending(
                             (key, server_request_id(&id)),
                             Pending {
@@ -640,7 +670,7 @@ impl Processor {
         self.finish_body(&mut r, msg.value);
         out.push(r);
         if let Some(session) = new_session
-            && self.sessions.insert(format!("mcp:{session}"))
+            && self.sessions.insert(Scope::Session(session.clone()))
         {
             self.metrics.active_sessions.inc();
             let mut s =
@@ -707,9 +737,9 @@ impl Processor {
             out.push(self.parse_error_record(ex, Direction::ServerToClient, Some(head), reason, None));
         }
         let ended = if ex.http_method == http::Method::DELETE && head.status < 300 {
-            ex.session_id.as_ref().map(|s| format!("mcp:{s}"))
+            ex.session_id.clone().map(Scope::Session)
         } else {
-            self.stream_sessions.remove(&ex.id).map(|s| format!("sse:{s}"))
+            self.stream_sessions.remove(&ex.id).map(Scope::Legacy)
         };
         if let Some(session) = ended {
             if self.sessions.remove(&session) {
@@ -723,7 +753,7 @@ impl Processor {
                 ex.trace,
                 Headers::Request(ex),
             );
-            r.session_id = session.split_once(':').map(|(_, s)| s.to_owned());
+            r.session_id = session.into_session_id();
             r.response_code = Some(head.status);
             out.push(r);
         }
@@ -850,7 +880,7 @@ impl Processor {
         if self.tool_labels.contains(tool) { leak_label(tool) } else { "other" }
     }
 
-    fn add_pending(&mut self, key: (String, String), p: Pending) {
+    fn add_pending(&mut self, key: (Scope, String), p: Pending) {
         self.pending_order.push_back((p.started, key.clone()));
         self.pending.insert(key, p);
         while self.pending.len() > MAX_PENDING {
@@ -869,7 +899,7 @@ impl Processor {
         let key = self.key_for(ex);
         self.pending
             .remove(&(key, id.to_owned()))
-            .or_else(|| self.pending.remove(&(format!("ex:{}", ex.id), id.to_owned())))
+            .or_else(|| self.pending.remove(&(Scope::Exchange(ex.id), id.to_owned())))
     }
 
     fn expire_pending(&mut self) {

@@ -152,7 +152,7 @@ impl<B> GovernedBody<B> {
         sse: bool,
         hold: bool,
     ) -> Self {
-        let session = ex.session_key().unwrap_or_else(|| format!("ex:{}", ex.id));
+        let session = ex.scope().to_string();
         Self {
             inner,
             inspector: Inspector {
