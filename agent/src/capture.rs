@@ -123,7 +123,7 @@ pub struct Exchange {
     /// The trace this exchange belongs to (the client's, or one the agent created).
     pub trace: TraceContext,
     /// Request headers, raw: redacted by the processor before they go anywhere.
-    pub request_headers: http::HeaderMap,
+    pub request_headers: HeaderLines,
     /// The request headers after redaction, computed once by the processor.
     pub redacted_request_headers: OnceLock<RedactedHeaders>,
     /// The caller.
@@ -171,6 +171,41 @@ impl std::fmt::Display for Scope {
     }
 }
 
+/// Headers as captured for the record, every value of every name in the map's order,
+/// copied into one buffer. The processor only reads them, to redact them; a `HeaderMap`
+/// clone costs more, and each custom name it holds (`mcp-*`) allocates when cloned.
+#[derive(Debug, Default)]
+pub struct HeaderLines {
+    text: Vec<u8>,
+    /// Per header, where its name ends and where its value ends in `text`.
+    ends: Vec<(usize, usize)>,
+}
+
+impl HeaderLines {
+    pub fn capture(headers: &http::HeaderMap) -> Self {
+        let size = headers.iter().map(|(k, v)| k.as_str().len() + v.len()).sum();
+        let mut lines = Self { text: Vec::with_capacity(size), ends: Vec::with_capacity(headers.len()) };
+        for (name, value) in headers {
+            lines.text.extend_from_slice(name.as_str().as_bytes());
+            let name_end = lines.text.len();
+            lines.text.extend_from_slice(value.as_bytes());
+            lines.ends.push((name_end, lines.text.len()));
+        }
+        lines
+    }
+
+    /// Each header's name and value.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        let mut start = 0;
+        self.ends.iter().map(move |&(name_end, end)| {
+            let name = std::str::from_utf8(&self.text[start..name_end]).expect("header names are ASCII");
+            let value = &self.text[name_end..end];
+            start = end;
+            (name, value)
+        })
+    }
+}
+
 /// The response head of an exchange.
 #[derive(Debug)]
 pub struct ResponseHead {
@@ -179,7 +214,7 @@ pub struct ResponseHead {
     /// Body framing.
     pub content: ContentKind,
     /// Response headers, raw.
-    pub headers: http::HeaderMap,
+    pub headers: HeaderLines,
     /// `Mcp-Session-Id` set by the server.
     pub session_id: Option<String>,
     /// The response headers after redaction, computed once by the processor.
@@ -932,7 +967,7 @@ impl Processor {
         let (headers, kinds) = cache
             .get_or_init(|| {
                 let mut kinds = BTreeMap::new();
-                let headers = self.redactor.headers(raw.iter().map(|(k, v)| (k.as_str(), v.as_bytes())), &mut kinds);
+                let headers = self.redactor.headers(raw.iter(), &mut kinds);
                 (Arc::new(headers), kinds)
             })
             .clone();
@@ -1054,7 +1089,22 @@ pub fn query_session(url: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::ContentKind;
+    use super::{ContentKind, HeaderLines};
+
+    #[test]
+    fn captured_headers_keep_every_value_in_the_maps_order() {
+        let mut map = http::HeaderMap::new();
+        map.insert("content-type", "application/json".parse().unwrap());
+        map.append("x-note", "first".parse().unwrap());
+        map.append("x-note", "".parse().unwrap());
+        map.append("x-note", "third".parse().unwrap());
+        map.insert("mcp-session-id", "abc".parse().unwrap());
+        let lines = HeaderLines::capture(&map);
+        let expected: Vec<(&str, &[u8])> = map.iter().map(|(k, v)| (k.as_str(), v.as_bytes())).collect();
+        assert_eq!(lines.iter().collect::<Vec<_>>(), expected);
+        assert_eq!(expected.len(), 5);
+        assert_eq!(HeaderLines::capture(&http::HeaderMap::new()).iter().count(), 0);
+    }
 
     #[test]
     fn content_types_are_read_by_their_essence_in_any_case() {

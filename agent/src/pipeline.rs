@@ -243,7 +243,7 @@ mod tests {
             method_header: None,
             client_ip: None,
             trace: TraceContext::random(),
-            request_headers: http::HeaderMap::new(),
+            request_headers: Default::default(),
             redacted_request_headers: Default::default(),
             identity: Identity::default(),
         };

@@ -28,7 +28,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::capture::{Captured, ContentKind, Exchange, ResponseHead, query_session};
+use crate::capture::{Captured, ContentKind, Exchange, HeaderLines, ResponseHead, query_session};
 use crate::mcp::trace::TraceContext;
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
@@ -142,7 +142,7 @@ impl Proxy {
             method_header: text(MCP_METHOD),
             client_ip: Some(ip_text(self.resolver.client_ip(peer.ip(), &parts.headers))),
             trace,
-            request_headers: parts.headers.clone(),
+            request_headers: HeaderLines::capture(&parts.headers),
             redacted_request_headers: Default::default(),
             identity: self.resolver.identity(peer.ip(), &parts.headers),
         });
@@ -197,7 +197,7 @@ impl Proxy {
                     status: rparts.status.as_u16(),
                     content,
                     session_id: rparts.headers.get(MCP_SESSION_ID).and_then(|v| v.to_str().ok()).map(str::to_owned),
-                    headers: rparts.headers.clone(),
+                    headers: HeaderLines::capture(&rparts.headers),
                     redacted_headers: Default::default(),
                 });
                 self.metrics.http_requests.with_label_values(&[method_label, status_class(rparts.status)]).inc();
@@ -251,7 +251,7 @@ impl Proxy {
             status: status.as_u16(),
             content: ContentKind::Json,
             session_id: None,
-            headers: headers.clone(),
+            headers: HeaderLines::capture(&headers),
             redacted_headers: Default::default(),
         });
         self.metrics.http_requests.with_label_values(&[method_label(method), status_class(status)]).inc();
