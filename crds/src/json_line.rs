@@ -112,7 +112,7 @@ impl AuditRecord {
             let mut k = Object::open(d.out);
             for (kind, n) in kinds {
                 k.key_text(kind);
-                write!(k.out, "{n}").expect("writing to a Vec cannot fail");
+                write_u64(k.out, u64::from(*n));
             }
             k.close();
         }
@@ -233,31 +233,29 @@ fn write_timestamp(out: &mut Vec<u8>, t: &jiff::Timestamp) {
     let (year, month, day) = civil_from_days(secs / 86_400);
     let of_day = secs % 86_400;
     let mut text = *b"\"0000-00-00T00:00:00";
-    let mut put = |at: usize, width: usize, mut n: i64| {
-        for i in (at..at + width).rev() {
-            text[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-        }
-    };
-    put(1, 4, year);
-    put(6, 2, month);
-    put(9, 2, day);
-    put(12, 2, of_day / 3600);
-    put(15, 2, of_day / 60 % 60);
-    put(18, 2, of_day % 60);
+    fixed_digits(&mut text[1..5], year);
+    fixed_digits(&mut text[6..8], month);
+    fixed_digits(&mut text[9..11], day);
+    fixed_digits(&mut text[12..14], of_day / 3600);
+    fixed_digits(&mut text[15..17], of_day / 60 % 60);
+    fixed_digits(&mut text[18..20], of_day % 60);
     out.extend_from_slice(&text);
     if nanos > 0 {
-        let mut fraction = [0u8; 10];
-        fraction[0] = b'.';
-        let mut n = nanos;
-        for slot in fraction[1..].iter_mut().rev() {
-            *slot = b'0' + (n % 10) as u8;
-            n /= 10;
-        }
+        let mut fraction = *b".000000000";
+        fixed_digits(&mut fraction[1..], i64::from(nanos));
         let end = fraction.iter().rposition(|&b| b != b'0').expect("the fraction is not zero") + 1;
         out.extend_from_slice(&fraction[..end]);
     }
     out.extend_from_slice(b"Z\"");
+}
+
+/// Writes the last `slots.len()` decimal digits of `n` (not negative) into `slots`,
+/// with leading zeros.
+fn fixed_digits(slots: &mut [u8], mut n: i64) {
+    for slot in slots.iter_mut().rev() {
+        *slot = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
 }
 
 /// The proleptic Gregorian date (year, month, day) of a day counted from 1970-01-01, by

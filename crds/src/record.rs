@@ -46,12 +46,6 @@ impl RawJson {
     }
 }
 
-impl std::fmt::Display for RawJson {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.get())
-    }
-}
-
 /// As the JSON it holds, not as a string (in serde_json output, verbatim).
 impl Serialize for RawJson {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {

@@ -69,9 +69,7 @@ impl TraceContext {
     pub fn span_id_hex(&self) -> String {
         to_hex(&self.span_id)
     }
-}
 
-impl TraceContext {
     /// The `traceparent` value, `00-<32 hex>-<16 hex>-<2 hex>`, on the stack (one per
     /// proxied request).
     pub fn header_bytes(&self) -> [u8; 55] {
@@ -110,8 +108,7 @@ fn nibble(b: u8) -> Option<u8> {
 }
 
 fn hex_u8(s: &str) -> Option<u8> {
-    let [hi, lo] = s.as_bytes() else { return None };
-    Some(nibble(*hi)? << 4 | nibble(*lo)?)
+    hex_array::<1>(s).map(|[b]| b)
 }
 
 fn hex_array<const N: usize>(s: &str) -> Option<[u8; N]> {
@@ -128,22 +125,24 @@ fn hex_array<const N: usize>(s: &str) -> Option<[u8; N]> {
 
 /// Lower-case hex of bytes.
 pub fn to_hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    for &b in bytes {
+        out.extend(hex_digits(b).map(char::from));
     }
     out
 }
 
 /// Writes the lower-case hex of `bytes` into `out` (twice as long).
 fn hex_into(bytes: &[u8], out: &mut [u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for (b, pair) in bytes.iter().zip(out.chunks_exact_mut(2)) {
-        pair[0] = DIGITS[usize::from(b >> 4)];
-        pair[1] = DIGITS[usize::from(b & 0xf)];
+    for (&b, pair) in bytes.iter().zip(out.chunks_exact_mut(2)) {
+        pair.copy_from_slice(&hex_digits(b));
     }
+}
+
+/// The two lower-case hex digits of a byte.
+fn hex_digits(b: u8) -> [u8; 2] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    [DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 0xf)]]
 }
 
 #[cfg(test)]

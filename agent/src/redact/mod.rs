@@ -105,8 +105,9 @@ struct Remembered {
     /// Header names as received: the record's name (lower-cased) and whether the
     /// header is redacted whole by its name.
     header_names: HashMap<Box<str>, (Arc<str>, bool)>,
-    /// Clean lines of headers that are not sensitive, as `name NUL value` (a header
-    /// value holds no NUL byte): the record's name and value, shared by every record.
+    /// Clean lines of headers that are not sensitive, as `name NUL value` (only lines
+    /// whose name and value hold no NUL): the record's name and value, shared by every
+    /// record.
     header_lines: HashMap<Box<[u8]>, SharedHeader>,
     /// Where a header line is put together for the lookup, kept between calls.
     scratch: Vec<u8>,
