@@ -28,6 +28,7 @@ fn main() {
     match std::env::var("BENCH_ROLE").as_deref() {
         Ok("upstream") => return upstream(port()),
         Ok("bare-proxy") => return bare_proxy(port(), std::env::var("BENCH_UPSTREAM").unwrap().parse().unwrap()),
+        Ok("tcp-relay") => return tcp_relay(port(), std::env::var("BENCH_UPSTREAM").unwrap().parse().unwrap()),
         _ => {}
     }
     if std::env::args().any(|a| a == "--list" || a == "--test") {
@@ -90,6 +91,26 @@ fn bare_proxy(port: u16, upstream: u16) {
     });
 }
 
+/// The floor for any hop that is a process of its own: bytes copied between the client's
+/// connection and one upstream connection of its own, on one thread, with no HTTP parsed
+/// at all. What it costs is the kernel's work for a second pair of loopback sockets and
+/// the runtime's wakeups; no proxy that reads the messages can cost less.
+fn tcp_relay(port: u16, upstream: u16) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        loop {
+            let (mut client, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut server = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await.unwrap();
+                client.set_nodelay(true).unwrap();
+                server.set_nodelay(true).unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+            });
+        }
+    });
+}
+
 fn root() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
@@ -127,7 +148,12 @@ fn role_command(wrapper: Option<Command>, role: &str, port: u16) -> Command {
 
 /// The bare proxy in front of `upstream`, run by `wrapper` if given.
 fn bare_proxy_command(wrapper: Option<Command>, upstream: u16, port: u16) -> Command {
-    let mut cmd = role_command(wrapper, "bare-proxy", port);
+    forwarder_command(wrapper, "bare-proxy", upstream, port)
+}
+
+/// A forwarding `role` (`bare-proxy`, `tcp-relay`) on `port` in front of `upstream`.
+fn forwarder_command(wrapper: Option<Command>, role: &str, upstream: u16, port: u16) -> Command {
+    let mut cmd = role_command(wrapper, role, port);
     cmd.env("BENCH_UPSTREAM", upstream.to_string());
     cmd
 }
@@ -368,8 +394,13 @@ async fn run() {
     let work = std::env::temp_dir().join(format!("mcp-ledger-bench-{}", std::process::id()));
     std::fs::create_dir_all(&work).unwrap();
     let up_port = free_port();
-    let _up = Proc(role_command(None, "upstream", up_port).spawn().unwrap());
+    let up_proc = Proc(role_command(None, "upstream", up_port).spawn().unwrap());
     wait_port(up_port);
+    let up_pid = up_proc.0.id();
+    let relay_port = free_port();
+    let relay_proc = Proc(forwarder_command(None, "tcp-relay", up_port, relay_port).spawn().unwrap());
+    wait_port(relay_port);
+    let relay_pid = relay_proc.0.id();
     let bare_port = free_port();
     let bare_proc = Proc(bare_proxy_command(None, up_port, bare_port).spawn().unwrap());
     wait_port(bare_port);
@@ -387,74 +418,120 @@ async fn run() {
     println!("mcp-ledger proxy benchmark ({secs} s per measurement, 2 cores shared by load, agent and upstream)");
     println!("\n[agent at rest]  {idle_wakeups:.1} context switches/s, CPU {:.2} % of a core", idle_cpu * 100.0);
     println!("\n[echo-speed MCP upstream, latency at 1000 req/s: 16 connections, open loop]");
+    let ports = [up_port, relay_port, bare_port, agent_port];
     // Warm up every path (connections, pools) at a gentle rate.
-    for port in [up_port, bare_port, agent_port] {
+    for port in ports {
         fixed_rate(port, "/mcp", 500, 16, 0.5).await;
     }
     // Alternate short rounds, so a burst of load from the machine's other tenants falls on
     // every path rather than on whichever was being measured then.
-    let (mut ld, mut lb, mut la) = (Vec::new(), Vec::new(), Vec::new());
+    let mut lat: [Vec<f64>; 4] = Default::default();
     let round = secs / LATENCY_ROUNDS as f64;
     for _ in 0..LATENCY_ROUNDS {
-        ld.extend(fixed_rate(up_port, "/mcp", 1000, 16, round).await);
-        lb.extend(fixed_rate(bare_port, "/mcp", 1000, 16, round).await);
-        la.extend(fixed_rate(agent_port, "/mcp", 1000, 16, round).await);
+        for (l, port) in lat.iter_mut().zip(ports) {
+            l.extend(fixed_rate(port, "/mcp", 1000, 16, round).await);
+        }
     }
-    for l in [&mut ld, &mut lb, &mut la] {
+    for l in &mut lat {
         l.sort_by(|a, b| a.partial_cmp(b).unwrap());
     }
+    let [ld, lr, lb, la] = &lat;
     let line = |name: &str, l: &[f64]| {
         println!("  {name:<13} p50 {:>8.1} µs   p99 {:>8.1} µs   ({} requests)", pct(l, 0.5), pct(l, 0.99), l.len())
     };
-    line("direct", &ld);
-    line("bare proxy", &lb);
-    line("via agent", &la);
+    line("direct", ld);
+    line("tcp relay", lr);
+    line("bare proxy", lb);
+    line("via agent", la);
     println!(
         "  added         p50 {:>8.1} µs   p99 {:>8.1} µs   (target: p99 added <= 200 µs)",
-        pct(&la, 0.5) - pct(&ld, 0.5),
-        pct(&la, 0.99) - pct(&ld, 0.99)
+        pct(la, 0.5) - pct(ld, 0.5),
+        pct(la, 0.99) - pct(ld, 0.99)
     );
-    println!(
-        "  of which a bare hyper hop p50 {:.1} µs, p99 {:.1} µs (the same server and client, forwarding only)",
-        pct(&lb, 0.5) - pct(&ld, 0.5),
-        pct(&lb, 0.99) - pct(&ld, 0.99)
-    );
+    let hop = |name: &str, l: &[f64]| {
+        println!(
+            "  of which {name} p50 {:.1} µs, p99 {:.1} µs",
+            pct(l, 0.5) - pct(ld, 0.5),
+            pct(l, 0.99) - pct(ld, 0.99)
+        )
+    };
+    hop("a bare hyper hop (the same server and client, forwarding only)", lb);
+    hop("a TCP relay (bytes copied, nothing parsed)", lr);
     // Memory at that steady rate, before any burst: what a sidecar holds in normal use.
     let rss_steady = rss_mib(pid);
 
     println!("\n[echo-speed MCP upstream, saturation: 32 keep-alive connections, closed loop]");
     // Warm up every path, then alternate to spread machine noise over all of them.
-    for port in [up_port, bare_port, agent_port] {
+    for port in ports {
         saturate(port, "/mcp", 8, 0.5).await;
     }
-    let (mut direct, mut bare, mut via) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut cpu, mut pipeline_cpu, mut bare_cpu) = (0.0, 0.0, 0.0);
-    for _ in 0..2 {
-        direct.push(saturate(up_port, "/mcp", 32, secs).await);
-        let before = cpu_seconds(bare_pid);
-        bare.push(saturate(bare_port, "/mcp", 32, secs).await);
-        bare_cpu += cpu_seconds(bare_pid) - before;
-        let (before, pipeline_before) = (cpu_seconds(pid), thread_cpu_seconds(pid, "mcp-ledger-pipe"));
-        via.push(saturate(agent_port, "/mcp", 32, secs).await);
-        drained(agent_admin).await;
-        cpu += cpu_seconds(pid) - before;
-        pipeline_cpu += thread_cpu_seconds(pid, "mcp-ledger-pipe") - pipeline_before;
+    // Per path: rates of each round, and CPU seconds of the load generator and upstream
+    // (`ends`) and of the hop (`hop`) over all rounds.
+    #[derive(Default)]
+    struct Path {
+        rates: Vec<f64>,
+        ends: f64,
+        hop: f64,
     }
-    let requests: f64 = via.iter().map(|rate| rate * secs).sum();
-    let bare_requests: f64 = bare.iter().map(|rate| rate * secs).sum();
-    let best = |v: &[f64]| v.iter().cloned().fold(0.0, f64::max);
-    let (d, b, a) = (best(&direct), best(&bare), best(&via));
+    let me = std::process::id();
+    let ends_cpu = || cpu_seconds(me) + cpu_seconds(up_pid);
+    let (mut direct, mut relay, mut bare, mut via) = Default::default();
+    let mut pipeline_cpu = 0.0;
+    for _ in 0..2 {
+        for (path, port, hop_pid) in [
+            (&mut direct, up_port, None),
+            (&mut relay, relay_port, Some(relay_pid)),
+            (&mut bare, bare_port, Some(bare_pid)),
+            (&mut via, agent_port, Some(pid)),
+        ] {
+            let path: &mut Path = path;
+            let (ends, hop) = (ends_cpu(), hop_pid.map_or(0.0, cpu_seconds));
+            let pipeline = thread_cpu_seconds(pid, "mcp-ledger-pipe");
+            path.rates.push(saturate(port, "/mcp", 32, secs).await);
+            if port == agent_port {
+                drained(agent_admin).await;
+                pipeline_cpu += thread_cpu_seconds(pid, "mcp-ledger-pipe") - pipeline;
+            }
+            path.ends += ends_cpu() - ends;
+            path.hop += hop_pid.map_or(0.0, cpu_seconds) - hop;
+        }
+    }
+    let requests = |p: &Path| p.rates.iter().map(|rate| rate * secs).sum::<f64>();
+    let per_request = |cpu: f64, p: &Path| cpu / requests(p) * 1e6;
+    let best = |p: &Path| p.rates.iter().cloned().fold(0.0, f64::max);
+    let d = best(&direct);
+    let of_direct = |p: &Path| best(p) / d * 100.0;
     println!("  direct        {d:>10.0} req/s");
-    println!("  bare proxy    {b:>10.0} req/s   ({:.1} % of direct: one hyper hop, capture aside)", b / d * 100.0);
-    println!("  via agent     {a:>10.0} req/s");
-    println!("  ratio         {:>10.1} %   (target >= 70 %)", a / d * 100.0);
     println!(
-        "  agent CPU per request {:.1} µs: proxy {:.1} µs, record pipeline (capture, redaction, JSON lines) {:.1} µs",
-        cpu / requests * 1e6,
-        (cpu - pipeline_cpu) / requests * 1e6,
-        pipeline_cpu / requests * 1e6
+        "  tcp relay     {:>10.0} req/s   ({:.1} % of direct: the floor of any hop)",
+        best(&relay),
+        of_direct(&relay)
     );
-    println!("  bare proxy CPU per request {:.1} µs", bare_cpu / bare_requests * 1e6);
+    println!(
+        "  bare proxy    {:>10.0} req/s   ({:.1} % of direct: one hyper hop, capture aside)",
+        best(&bare),
+        of_direct(&bare)
+    );
+    println!("  via agent     {:>10.0} req/s", best(&via));
+    println!("  ratio         {:>10.1} %   (target >= 70 %)", of_direct(&via));
+    let agent_cpu = per_request(via.hop, &via);
+    let pipeline = per_request(pipeline_cpu, &via);
+    println!(
+        "  agent CPU per request {agent_cpu:.1} µs: proxy {:.1} µs, record pipeline (capture, redaction, JSON lines) {pipeline:.1} µs",
+        agent_cpu - pipeline,
+    );
+    println!(
+        "  bare proxy CPU per request {:.1} µs, tcp relay {:.1} µs",
+        per_request(bare.hop, &bare),
+        per_request(relay.hop, &relay)
+    );
+    // When the cores are the limit, a hop of h µs beside ends that spend e µs per request
+    // runs at e / (e + h) of direct: 70 % leaves a hop 3/7 of e.
+    let ends = per_request(direct.ends, &direct);
+    println!(
+        "  load generator and upstream CPU per request {ends:.1} µs direct: 70 % of direct on these cores leaves any hop {:.1} µs",
+        ends * 3.0 / 7.0
+    );
     let rss_load = rss_mib(pid);
     let after = drained(agent_admin).await;
     println!(
