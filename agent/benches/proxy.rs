@@ -380,6 +380,169 @@ async fn fixed_rate(port: u16, path: &'static str, rate: u32, conns: usize, secs
     all
 }
 
+/// One path of the saturation measurement: direct (no `pid`) or through a hop process,
+/// the agent's with its admin port (to wait until its pipeline has drained).
+struct Hop {
+    port: u16,
+    pid: Option<u32>,
+    admin: Option<u16>,
+}
+
+/// What saturating one path measured over all rounds.
+struct Measured {
+    rates: Vec<f64>,
+    secs: f64,
+    /// CPU seconds of the load generator and the upstream.
+    ends: f64,
+    /// CPU seconds of the hop process, and of its record pipeline thread (the agent).
+    hop: f64,
+    pipeline: f64,
+}
+
+impl Measured {
+    fn best(&self) -> f64 {
+        self.rates.iter().cloned().fold(0.0, f64::max)
+    }
+
+    /// µs of `cpu` seconds per request sent.
+    fn per_request(&self, cpu: f64) -> f64 {
+        cpu / self.rates.iter().map(|rate| rate * self.secs).sum::<f64>() * 1e6
+    }
+}
+
+/// Saturates each of `hops` in turn, twice over (so that a burst of the machine's other
+/// load falls on every path), counting the CPU of `ends` (load generator and upstream).
+async fn saturation(hops: &[Hop], ends: [u32; 2], secs: f64) -> Vec<Measured> {
+    for hop in hops {
+        saturate(hop.port, "/mcp", 8, 0.5).await; // warm-up: connections, pools
+    }
+    let ends_cpu = || ends.iter().copied().map(cpu_seconds).sum::<f64>();
+    let mut measured: Vec<Measured> =
+        hops.iter().map(|_| Measured { rates: Vec::new(), secs, ends: 0.0, hop: 0.0, pipeline: 0.0 }).collect();
+    for _ in 0..2 {
+        for (hop, m) in hops.iter().zip(&mut measured) {
+            let hop_cpu = || hop.pid.map_or(0.0, cpu_seconds);
+            let pipeline_cpu = || hop.pid.map_or(0.0, |pid| thread_cpu_seconds(pid, "mcp-ledger-pipe"));
+            let before = (ends_cpu(), hop_cpu(), pipeline_cpu());
+            m.rates.push(saturate(hop.port, "/mcp", 32, secs).await);
+            if let Some(admin) = hop.admin {
+                drained(admin).await;
+            }
+            m.ends += ends_cpu() - before.0;
+            m.hop += hop_cpu() - before.1;
+            m.pipeline += pipeline_cpu() - before.2;
+        }
+    }
+    measured
+}
+
+/// Prints direct, tcp relay, bare proxy and agent, measured in that order.
+fn report(m: &[Measured], target: &str) {
+    let [direct, relay, bare, via] = m else { panic!("four paths") };
+    let d = direct.best();
+    let of_direct = |p: &Measured| p.best() / d * 100.0;
+    println!("  direct        {d:>10.0} req/s");
+    println!(
+        "  tcp relay     {:>10.0} req/s   ({:.1} % of direct: the floor of any hop)",
+        relay.best(),
+        of_direct(relay)
+    );
+    println!(
+        "  bare proxy    {:>10.0} req/s   ({:.1} % of direct: one hyper hop, capture aside)",
+        bare.best(),
+        of_direct(bare)
+    );
+    println!("  via agent     {:>10.0} req/s", via.best());
+    println!("  ratio         {:>10.1} %   {target}", of_direct(via));
+    let (agent, pipeline) = (via.per_request(via.hop), via.per_request(via.pipeline));
+    println!(
+        "  agent CPU per request {agent:.1} µs: proxy {:.1} µs, record pipeline (capture, redaction, JSON lines) {pipeline:.1} µs",
+        agent - pipeline,
+    );
+    println!(
+        "  bare proxy CPU per request {:.1} µs, tcp relay {:.1} µs",
+        bare.per_request(bare.hop),
+        relay.per_request(relay.hop)
+    );
+}
+
+/// The CPUs this process may run on (`Cpus_allowed_list`, as `0-1,4`).
+fn allowed_cpus() -> Vec<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let list = status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).unwrap_or("").trim();
+    let range = |r: &str| -> Vec<u32> {
+        let mut ends = r.splitn(2, '-').map(|n| n.parse::<u32>().ok());
+        match (ends.next().flatten(), ends.next()) {
+            (Some(a), None) => vec![a],
+            (Some(a), Some(Some(b))) => (a..=b).collect(),
+            _ => Vec::new(),
+        }
+    };
+    list.split(',').flat_map(range).collect()
+}
+
+/// `taskset -c <cpus>`: runs a command on those CPUs only.
+fn on_cpus(cpus: &str) -> Command {
+    let mut cmd = Command::new("taskset");
+    cmd.args(["-c", cpus]);
+    cmd
+}
+
+/// Moves every thread of this process (the load generator) to `cpus`.
+fn pin_self(cpus: &str) -> bool {
+    Command::new("taskset")
+        .args(["-a", "-p", "-c", cpus, &std::process::id().to_string()])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Saturation again with the hop on a core of its own, as a sidecar with its own CPU
+/// request: the load generator and the upstream share one CPU, the relay, bare proxy
+/// and agent (each in turn) get another. Direct then runs on one core, and a hop slows
+/// the path only if it needs more CPU per request than the two ends together.
+async fn one_core_each(work: &std::path::Path, secs: f64) {
+    let cpus = allowed_cpus();
+    let all = cpus.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
+    let [ends_cpu, hop_cpu] = match cpus.as_slice() {
+        [a, b, ..] => [a.to_string(), b.to_string()],
+        _ => return println!("\n[one core each] skipped: needs two CPUs, this process may use {all:?}"),
+    };
+    if !pin_self(&ends_cpu) {
+        return println!("\n[one core each] skipped: taskset (util-linux) could not pin the load generator");
+    }
+    println!(
+        "\n[one core each: load generator and upstream on CPU {ends_cpu}, the hop alone on CPU {hop_cpu}; saturation, 32 connections]"
+    );
+    let spawn = |cmd: &mut Command, port: u16| {
+        let child = Proc(cmd.stdout(Stdio::null()).spawn().unwrap());
+        wait_port(port);
+        child
+    };
+    let up_port = free_port();
+    let up = spawn(&mut role_command(Some(on_cpus(&ends_cpu)), "upstream", up_port), up_port);
+    let (relay_port, bare_port, agent_port, admin) = (free_port(), free_port(), free_port(), free_port());
+    let relay = spawn(&mut forwarder_command(Some(on_cpus(&hop_cpu)), "tcp-relay", up_port, relay_port), relay_port);
+    let bare = spawn(&mut bare_proxy_command(Some(on_cpus(&hop_cpu)), up_port, bare_port), bare_port);
+    let agent = spawn(&mut agent_command(Some(on_cpus(&hop_cpu)), up_port, agent_port, admin, work), agent_port);
+    let hops = [
+        Hop { port: up_port, pid: None, admin: None },
+        Hop { port: relay_port, pid: Some(relay.0.id()), admin: None },
+        Hop { port: bare_port, pid: Some(bare.0.id()), admin: None },
+        Hop { port: agent_port, pid: Some(agent.0.id()), admin: Some(admin) },
+    ];
+    let measured = saturation(&hops, [std::process::id(), up.0.id()], secs).await;
+    report(&measured, "(the hop's core is its own)");
+    // The hop's core serves 1 / h requests per second, the ends' core 1 / e: 70 % of
+    // direct leaves the hop e / 0.7 µs per request.
+    let ends = measured[0].per_request(measured[0].ends);
+    println!(
+        "  load generator and upstream CPU per request {ends:.1} µs direct: 70 % of direct leaves a hop on its own core {:.1} µs",
+        ends / 0.7
+    );
+    pin_self(&all);
+}
+
 fn pct(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
@@ -461,73 +624,18 @@ async fn run() {
     let rss_steady = rss_mib(pid);
 
     println!("\n[echo-speed MCP upstream, saturation: 32 keep-alive connections, closed loop]");
-    // Warm up every path, then alternate to spread machine noise over all of them.
-    for port in ports {
-        saturate(port, "/mcp", 8, 0.5).await;
-    }
-    // Per path: rates of each round, and CPU seconds of the load generator and upstream
-    // (`ends`) and of the hop (`hop`) over all rounds.
-    #[derive(Default)]
-    struct Path {
-        rates: Vec<f64>,
-        ends: f64,
-        hop: f64,
-    }
     let me = std::process::id();
-    let ends_cpu = || cpu_seconds(me) + cpu_seconds(up_pid);
-    let (mut direct, mut relay, mut bare, mut via) = Default::default();
-    let mut pipeline_cpu = 0.0;
-    for _ in 0..2 {
-        for (path, port, hop_pid) in [
-            (&mut direct, up_port, None),
-            (&mut relay, relay_port, Some(relay_pid)),
-            (&mut bare, bare_port, Some(bare_pid)),
-            (&mut via, agent_port, Some(pid)),
-        ] {
-            let path: &mut Path = path;
-            let (ends, hop) = (ends_cpu(), hop_pid.map_or(0.0, cpu_seconds));
-            let pipeline = thread_cpu_seconds(pid, "mcp-ledger-pipe");
-            path.rates.push(saturate(port, "/mcp", 32, secs).await);
-            if port == agent_port {
-                drained(agent_admin).await;
-                pipeline_cpu += thread_cpu_seconds(pid, "mcp-ledger-pipe") - pipeline;
-            }
-            path.ends += ends_cpu() - ends;
-            path.hop += hop_pid.map_or(0.0, cpu_seconds) - hop;
-        }
-    }
-    let requests = |p: &Path| p.rates.iter().map(|rate| rate * secs).sum::<f64>();
-    let per_request = |cpu: f64, p: &Path| cpu / requests(p) * 1e6;
-    let best = |p: &Path| p.rates.iter().cloned().fold(0.0, f64::max);
-    let d = best(&direct);
-    let of_direct = |p: &Path| best(p) / d * 100.0;
-    println!("  direct        {d:>10.0} req/s");
-    println!(
-        "  tcp relay     {:>10.0} req/s   ({:.1} % of direct: the floor of any hop)",
-        best(&relay),
-        of_direct(&relay)
-    );
-    println!(
-        "  bare proxy    {:>10.0} req/s   ({:.1} % of direct: one hyper hop, capture aside)",
-        best(&bare),
-        of_direct(&bare)
-    );
-    println!("  via agent     {:>10.0} req/s", best(&via));
-    println!("  ratio         {:>10.1} %   (target >= 70 %)", of_direct(&via));
-    let agent_cpu = per_request(via.hop, &via);
-    let pipeline = per_request(pipeline_cpu, &via);
-    println!(
-        "  agent CPU per request {agent_cpu:.1} µs: proxy {:.1} µs, record pipeline (capture, redaction, JSON lines) {pipeline:.1} µs",
-        agent_cpu - pipeline,
-    );
-    println!(
-        "  bare proxy CPU per request {:.1} µs, tcp relay {:.1} µs",
-        per_request(bare.hop, &bare),
-        per_request(relay.hop, &relay)
-    );
+    let hops = [
+        Hop { port: up_port, pid: None, admin: None },
+        Hop { port: relay_port, pid: Some(relay_pid), admin: None },
+        Hop { port: bare_port, pid: Some(bare_pid), admin: None },
+        Hop { port: agent_port, pid: Some(pid), admin: Some(agent_admin) },
+    ];
+    let measured = saturation(&hops, [me, up_pid], secs).await;
+    report(&measured, "(target >= 70 %)");
     // When the cores are the limit, a hop of h µs beside ends that spend e µs per request
     // runs at e / (e + h) of direct: 70 % leaves a hop 3/7 of e.
-    let ends = per_request(direct.ends, &direct);
+    let ends = measured[0].per_request(measured[0].ends);
     println!(
         "  load generator and upstream CPU per request {ends:.1} µs direct: 70 % of direct on these cores leaves any hop {:.1} µs",
         ends * 3.0 / 7.0
@@ -544,7 +652,8 @@ async fn run() {
         "\n[agent memory]  RSS idle {rss_idle:.1} MiB, steady at 1000 req/s {rss_steady:.1} MiB (target < 20 MiB), \
          after saturation {rss_load:.1} MiB (the queue of captured messages filled; freed memory stays with the process)"
     );
-    drop(agent_proc);
+    drop((agent_proc, bare_proc, relay_proc));
+    one_core_each(&work, secs).await;
 
     let python = root().join(".venv/bin/python");
     if python.exists() {
