@@ -176,32 +176,37 @@ impl std::fmt::Display for Scope {
 /// clone costs more, and each custom name it holds (`mcp-*`) allocates when cloned.
 #[derive(Debug, Default)]
 pub struct HeaderLines {
-    text: Vec<u8>,
-    /// Per header, where its name ends and where its value ends in `text`.
+    /// The names one after the other: text already (a `HeaderName` is ASCII), so reading
+    /// them back checks nothing.
+    names: String,
+    /// The values one after the other, as bytes (a value need not be UTF-8).
+    values: Vec<u8>,
+    /// Per header, where its name ends in `names` and its value in `values`.
     ends: Vec<(usize, usize)>,
 }
 
 impl HeaderLines {
     pub fn capture(headers: &http::HeaderMap) -> Self {
-        let size = headers.iter().map(|(k, v)| k.as_str().len() + v.len()).sum();
-        let mut lines = Self { text: Vec::with_capacity(size), ends: Vec::with_capacity(headers.len()) };
+        let mut lines = Self {
+            names: String::with_capacity(headers.keys().map(|k| k.as_str().len()).sum()),
+            values: Vec::with_capacity(headers.values().map(|v| v.len()).sum()),
+            ends: Vec::with_capacity(headers.len()),
+        };
         for (name, value) in headers {
-            lines.text.extend_from_slice(name.as_str().as_bytes());
-            let name_end = lines.text.len();
-            lines.text.extend_from_slice(value.as_bytes());
-            lines.ends.push((name_end, lines.text.len()));
+            lines.names.push_str(name.as_str());
+            lines.values.extend_from_slice(value.as_bytes());
+            lines.ends.push((lines.names.len(), lines.values.len()));
         }
         lines
     }
 
     /// Each header's name and value.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        let mut start = 0;
-        self.ends.iter().map(move |&(name_end, end)| {
-            let name = std::str::from_utf8(&self.text[start..name_end]).expect("header names are ASCII");
-            let value = &self.text[name_end..end];
-            start = end;
-            (name, value)
+        let mut start = (0, 0);
+        self.ends.iter().map(move |&(name_end, value_end)| {
+            let line = (&self.names[start.0..name_end], &self.values[start.1..value_end]);
+            start = (name_end, value_end);
+            line
         })
     }
 }
@@ -1098,11 +1103,13 @@ mod tests {
         map.append("x-note", "first".parse().unwrap());
         map.append("x-note", "".parse().unwrap());
         map.append("x-note", "third".parse().unwrap());
+        // A value need not be UTF-8 (obs-text): its bytes are kept as they came.
+        map.append("x-note", http::HeaderValue::from_bytes(b"caf\xe9").unwrap());
         map.insert("mcp-session-id", "abc".parse().unwrap());
         let lines = HeaderLines::capture(&map);
         let expected: Vec<(&str, &[u8])> = map.iter().map(|(k, v)| (k.as_str(), v.as_bytes())).collect();
         assert_eq!(lines.iter().collect::<Vec<_>>(), expected);
-        assert_eq!(expected.len(), 5);
+        assert_eq!(expected.len(), 6);
         assert_eq!(HeaderLines::capture(&http::HeaderMap::new()).iter().count(), 0);
     }
 

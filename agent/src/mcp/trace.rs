@@ -125,11 +125,9 @@ fn hex_array<const N: usize>(s: &str) -> Option<[u8; N]> {
 
 /// Lower-case hex of bytes.
 pub fn to_hex(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for &b in bytes {
-        out.extend(hex_digits(b).map(char::from));
-    }
-    out
+    let mut out = vec![0; bytes.len() * 2];
+    hex_into(bytes, &mut out);
+    String::from_utf8(out).expect("hex digits are ASCII")
 }
 
 /// Writes the lower-case hex of `bytes` into `out` (twice as long).
