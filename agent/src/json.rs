@@ -7,11 +7,15 @@
 //! scans what the server would read, whichever of two equal keys it takes), and a string
 //! the parser borrowed is written back without being escaped again. Lookups take the
 //! last of repeated keys, as `serde_json` and the SDKs' parsers do.
+//!
+//! The parser accepts exactly what `serde_json` accepts (a differential test and the
+//! `json` fuzz target hold it to that), and has `serde_json` read every number but a
+//! short integer, so each value is the one `serde_json` would give.
 
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use mcp_ledger_crds::any_needs_escape;
 use serde_json::Number;
 
 /// One JSON value.
@@ -61,9 +65,16 @@ impl From<&str> for Text<'_> {
 }
 
 impl<'a> Node<'a> {
-    /// Parses one JSON document (UTF-8, nesting at most 128 deep, as `serde_json`).
-    pub fn parse(bytes: &'a [u8]) -> Result<Self, serde_json::Error> {
-        serde_json::from_slice(bytes)
+    /// Parses one JSON document: UTF-8, only whitespace around it, nesting at most 127
+    /// deep (`serde_json`'s limit).
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, JsonError> {
+        let mut parser = Parser { bytes, at: 0, depth: 0 };
+        let node = parser.value()?;
+        parser.skip_whitespace();
+        if parser.at < bytes.len() {
+            return Err(parser.error("trailing characters"));
+        }
+        Ok(node)
     }
 
     /// A string value.
@@ -198,106 +209,321 @@ impl From<serde_json::Value> for Node<'_> {
     }
 }
 
-impl<'de> de::Deserialize<'de> for Node<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(NodeVisitor)
+/// Why a text is not one JSON document, and the offset where that was found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonError {
+    what: &'static str,
+    at: usize,
+}
+
+impl fmt::Display for JsonError {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "{} at byte {}", self.what, self.at)
     }
 }
 
-struct NodeVisitor;
+impl std::error::Error for JsonError {}
 
-impl<'de> Visitor<'de> for NodeVisitor {
-    type Value = Node<'de>;
+/// How deep arrays and objects may nest: `serde_json` refuses the 128th level.
+const MAX_DEPTH: u32 = 127;
 
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any JSON value")
+struct Parser<'a> {
+    bytes: &'a [u8],
+    at: usize,
+    depth: u32,
+}
+
+impl<'a> Parser<'a> {
+    fn error(&self, what: &'static str) -> JsonError {
+        JsonError { what, at: self.at }
     }
 
-    fn visit_bool<E>(self, b: bool) -> Result<Node<'de>, E> {
-        Ok(Node::Bool(b))
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.at).copied()
     }
 
-    fn visit_i64<E>(self, n: i64) -> Result<Node<'de>, E> {
-        Ok(Node::Number(n.into()))
-    }
-
-    fn visit_u64<E>(self, n: u64) -> Result<Node<'de>, E> {
-        Ok(Node::Number(n.into()))
-    }
-
-    fn visit_f64<E>(self, n: f64) -> Result<Node<'de>, E> {
-        Ok(Number::from_f64(n).map_or(Node::Null, Node::Number))
-    }
-
-    fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Node<'de>, E> {
-        Ok(Node::String(Text(Cow::Borrowed(s))))
-    }
-
-    fn visit_str<E>(self, s: &str) -> Result<Node<'de>, E> {
-        Ok(Node::string(s))
-    }
-
-    fn visit_string<E>(self, s: String) -> Result<Node<'de>, E> {
-        Ok(Node::string(s))
-    }
-
-    fn visit_unit<E>(self) -> Result<Node<'de>, E> {
-        Ok(Node::Null)
-    }
-
-    fn visit_none<E>(self) -> Result<Node<'de>, E> {
-        Ok(Node::Null)
-    }
-
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Node<'de>, D::Error> {
-        de::Deserialize::deserialize(d)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Node<'de>, A::Error> {
-        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
-        while let Some(item) = seq.next_element()? {
-            items.push(item);
+    fn skip_whitespace(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.at += 1;
         }
-        Ok(Node::Array(items))
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node<'de>, A::Error> {
-        let mut members = Vec::with_capacity(map.size_hint().unwrap_or(0).min(64));
-        while let Some(key) = map.next_key_seed(KeySeed)? {
-            members.push((key, map.next_value()?));
+    fn value(&mut self) -> Result<Node<'a>, JsonError> {
+        self.skip_whitespace();
+        match self.peek() {
+            Some(b'{') => self.object(),
+            Some(b'[') => self.array(),
+            Some(b'"') => {
+                self.at += 1;
+                self.string().map(Node::String)
+            }
+            Some(b't') => self.literal(b"true", Node::Bool(true)),
+            Some(b'f') => self.literal(b"false", Node::Bool(false)),
+            Some(b'n') => self.literal(b"null", Node::Null),
+            Some(b'-' | b'0'..=b'9') => self.number(),
+            Some(_) => Err(self.error("expected value")),
+            None => Err(self.error("EOF while parsing a value")),
         }
-        Ok(Node::Object(members))
-    }
-}
-
-/// An object key, borrowed when it has no escape sequence.
-struct KeySeed;
-
-impl<'de> DeserializeSeed<'de> for KeySeed {
-    type Value = Text<'de>;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Text<'de>, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl<'de> Visitor<'de> for KeySeed {
-    type Value = Text<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an object key")
     }
 
-    fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Text<'de>, E> {
-        Ok(Text(Cow::Borrowed(s)))
+    fn literal(&mut self, word: &'static [u8], node: Node<'a>) -> Result<Node<'a>, JsonError> {
+        if self.bytes[self.at..].starts_with(word) {
+            self.at += word.len();
+            Ok(node)
+        } else {
+            Err(self.error("expected value"))
+        }
     }
 
-    fn visit_str<E>(self, s: &str) -> Result<Text<'de>, E> {
-        Ok(Text::owned(s.to_owned()))
+    /// Enters an array or object at its opening bracket: true if it is empty (and left,
+    /// at `close`).
+    fn enter(&mut self, close: u8) -> Result<bool, JsonError> {
+        if self.depth == MAX_DEPTH {
+            return Err(self.error("recursion limit exceeded"));
+        }
+        self.depth += 1;
+        self.at += 1;
+        self.skip_whitespace();
+        Ok(self.leave(close))
     }
 
-    fn visit_string<E>(self, s: String) -> Result<Text<'de>, E> {
-        Ok(Text::owned(s))
+    /// Leaves the array or object if the next byte is its `close`.
+    fn leave(&mut self, close: u8) -> bool {
+        let closed = self.peek() == Some(close);
+        if closed {
+            self.at += 1;
+            self.depth -= 1;
+        }
+        closed
+    }
+
+    /// After an item: true at the closing `close` (then left), false after a `,`.
+    fn next_or_close(&mut self, close: u8, what: &'static str) -> Result<bool, JsonError> {
+        self.skip_whitespace();
+        if self.leave(close) {
+            return Ok(true);
+        }
+        match self.peek() {
+            Some(b',') => {
+                self.at += 1;
+                Ok(false)
+            }
+            Some(_) => Err(self.error(what)),
+            None => Err(self.error("EOF while parsing a list or an object")),
+        }
+    }
+
+    fn array(&mut self) -> Result<Node<'a>, JsonError> {
+        let mut items = Vec::new();
+        if self.enter(b']')? {
+            return Ok(Node::Array(items));
+        }
+        loop {
+            items.push(self.value()?);
+            if self.next_or_close(b']', "expected `,` or `]`")? {
+                return Ok(Node::Array(items));
+            }
+        }
+    }
+
+    fn object(&mut self) -> Result<Node<'a>, JsonError> {
+        let mut members = Vec::new();
+        if self.enter(b'}')? {
+            return Ok(Node::Object(members));
+        }
+        loop {
+            self.skip_whitespace();
+            match self.peek() {
+                Some(b'"') => self.at += 1,
+                Some(_) => return Err(self.error("key must be a string")),
+                None => return Err(self.error("EOF while parsing an object")),
+            }
+            let key = self.string()?;
+            self.skip_whitespace();
+            match self.peek() {
+                Some(b':') => self.at += 1,
+                Some(_) => return Err(self.error("expected `:`")),
+                None => return Err(self.error("EOF while parsing an object")),
+            }
+            members.push((key, self.value()?));
+            if self.next_or_close(b'}', "expected `,` or `}`")? {
+                return Ok(Node::Object(members));
+            }
+        }
+    }
+
+    /// A string's content, after its opening quote: borrowed when it has no escape.
+    fn string(&mut self) -> Result<Text<'a>, JsonError> {
+        let start = self.at;
+        // Eight bytes at a time while none is a quote, a backslash or a control character.
+        while let Some(word) = self.bytes.get(self.at..self.at + 8) {
+            if any_needs_escape(u64::from_le_bytes(word.try_into().expect("eight bytes"))) {
+                break;
+            }
+            self.at += 8;
+        }
+        loop {
+            match self.peek() {
+                Some(b'"') => {
+                    let text = self.utf8(&self.bytes[start..self.at])?;
+                    self.at += 1;
+                    return Ok(Text(Cow::Borrowed(text)));
+                }
+                Some(b'\\') => break,
+                Some(0..0x20) => return Err(self.error("control character in a string")),
+                Some(_) => self.at += 1,
+                None => return Err(self.error("EOF while parsing a string")),
+            }
+        }
+        // An escape sequence: the content is built. An escape writes a whole character,
+        // so checking the result as UTF-8 checks the raw bytes between escapes too.
+        let mut out = self.bytes[start..self.at].to_vec();
+        loop {
+            match self.peek() {
+                Some(b'"') => {
+                    self.utf8(&out)?;
+                    self.at += 1;
+                    return Ok(Text::owned(String::from_utf8(out).expect("checked")));
+                }
+                Some(b'\\') => {
+                    self.at += 1;
+                    self.escape(&mut out)?;
+                }
+                Some(0..0x20) => return Err(self.error("control character in a string")),
+                Some(b) => {
+                    out.push(b);
+                    self.at += 1;
+                }
+                None => return Err(self.error("EOF while parsing a string")),
+            }
+        }
+    }
+
+    fn utf8<'t>(&self, bytes: &'t [u8]) -> Result<&'t str, JsonError> {
+        std::str::from_utf8(bytes).map_err(|_| self.error("invalid UTF-8 in a string"))
+    }
+
+    /// One escape sequence, after its backslash.
+    fn escape(&mut self, out: &mut Vec<u8>) -> Result<(), JsonError> {
+        let Some(c) = self.peek() else { return Err(self.error("EOF while parsing a string")) };
+        self.at += 1;
+        let byte = match c {
+            b'"' => b'"',
+            b'\\' => b'\\',
+            b'/' => b'/',
+            b'b' => 0x08,
+            b'f' => 0x0c,
+            b'n' => b'\n',
+            b'r' => b'\r',
+            b't' => b'\t',
+            b'u' => {
+                let c = self.unicode_escape()?;
+                out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+                return Ok(());
+            }
+            _ => return Err(self.error("invalid escape")),
+        };
+        out.push(byte);
+        Ok(())
+    }
+
+    /// The character of a `\uXXXX` escape (after the `u`), a surrogate pair included.
+    fn unicode_escape(&mut self) -> Result<char, JsonError> {
+        let first = self.hex4()?;
+        let code = match first {
+            0xDC00..=0xDFFF => return Err(self.error("lone trailing surrogate in hex escape")),
+            0xD800..=0xDBFF => {
+                if !self.bytes[self.at..].starts_with(b"\\u") {
+                    return Err(self.error("lone leading surrogate in hex escape"));
+                }
+                self.at += 2;
+                let second = self.hex4()?;
+                if !(0xDC00..=0xDFFF).contains(&second) {
+                    return Err(self.error("lone leading surrogate in hex escape"));
+                }
+                0x10000 + ((u32::from(first) - 0xD800) << 10 | (u32::from(second) - 0xDC00))
+            }
+            n => u32::from(n),
+        };
+        Ok(char::from_u32(code).expect("not a surrogate"))
+    }
+
+    fn hex4(&mut self) -> Result<u16, JsonError> {
+        let Some(digits) = self.bytes.get(self.at..self.at + 4) else {
+            return Err(self.error("EOF while parsing a string"));
+        };
+        let mut n = 0u16;
+        for &d in digits {
+            let v = match d {
+                b'0'..=b'9' => d - b'0',
+                b'a'..=b'f' => d - b'a' + 10,
+                b'A'..=b'F' => d - b'A' + 10,
+                _ => return Err(self.error("invalid escape")),
+            };
+            n = n << 4 | u16::from(v);
+        }
+        self.at += 4;
+        Ok(n)
+    }
+
+    /// Skips ASCII digits: how many.
+    fn digits(&mut self) -> usize {
+        let start = self.at;
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.at += 1;
+        }
+        self.at - start
+    }
+
+    fn number(&mut self) -> Result<Node<'a>, JsonError> {
+        let start = self.at;
+        let negative = self.peek() == Some(b'-');
+        self.at += usize::from(negative);
+        let int_digits = match self.peek() {
+            Some(b'0') => {
+                self.at += 1;
+                1
+            }
+            Some(b'1'..=b'9') => self.digits(),
+            _ => return Err(self.error("invalid number")),
+        };
+        let mut integer = true;
+        if self.peek() == Some(b'.') {
+            self.at += 1;
+            if self.digits() == 0 {
+                return Err(self.error("invalid number"));
+            }
+            integer = false;
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.at += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.at += 1;
+            }
+            if self.digits() == 0 {
+                return Err(self.error("invalid number"));
+            }
+            integer = false;
+        }
+        // Up to 19 digits cannot overflow a u64. A negative one is an i64 unless it is -0
+        // or below i64::MIN, which serde_json reads as floats (below).
+        if integer && int_digits <= 19 {
+            let magnitude =
+                self.bytes[self.at - int_digits..self.at].iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+            if !negative {
+                return Ok(Node::Number(magnitude.into()));
+            }
+            let value = (magnitude as i64).wrapping_neg();
+            if value < 0 {
+                return Ok(Node::Number(value.into()));
+            }
+        }
+        // Fractions, exponents, long integers: read by serde_json, so the value is the
+        // float it would give here (and one out of range is refused, as it refuses it).
+        let text = std::str::from_utf8(&self.bytes[start..self.at]).expect("ASCII digits and signs");
+        serde_json::from_str::<Number>(text)
+            .map(Node::Number)
+            .map_err(|_| JsonError { what: "number out of range", at: start })
     }
 }
 
@@ -327,6 +553,144 @@ mod tests {
         }
         let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
         assert!(Node::parse(deep.as_bytes()).is_err(), "the recursion limit holds");
+    }
+
+    /// What serde_json makes of `bytes`, and what this parser makes of it, as values.
+    fn both(bytes: &[u8]) -> (Option<serde_json::Value>, Option<serde_json::Value>) {
+        (serde_json::from_slice(bytes).ok(), Node::parse(bytes).ok().map(|n| n.to_value()))
+    }
+
+    #[test]
+    fn accepts_and_refuses_what_serde_json_does_with_the_same_values() {
+        let cases: &[&[u8]] = &[
+            b"0",
+            b"-0",
+            b"-0.0",
+            b"1",
+            b"-1",
+            b"01",
+            b"-01",
+            b"1.",
+            b".5",
+            b"+1",
+            b"1e",
+            b"1e+",
+            b"1E-2",
+            b"1e400",
+            b"-1e400",
+            b"1e-400",
+            b"0.1",
+            b"12345678901234567890",
+            b"18446744073709551615",
+            b"18446744073709551616",
+            b"-9223372036854775808",
+            b"-9223372036854775809",
+            b"9999999999999999999",
+            b"-9999999999999999999",
+            b"1.7976931348623157e308",
+            b"2.2250738585072014e-308",
+            b"123456789.123456789e-5",
+            b"Infinity",
+            b"NaN",
+            b"-",
+            b"--1",
+            b"1-",
+            b"[1,2",
+            b"[1 2]",
+            br#"{"a" 1}"#,
+            br#"{"a":}"#,
+            b"{1:2}",
+            br#"{"a":1,}"#,
+            b"[,]",
+            b"[1,]",
+            b"[]",
+            b"{}",
+            b" \t\r\n[ ] \n",
+            b"\x0c[]",
+            b"tru",
+            b"truex",
+            b"nul",
+            b"null",
+            b"false",
+            b"\"",
+            b"\"\\",
+            br#""\x""#,
+            br#""\u12""#,
+            br#""\u12g4""#,
+            br#""\uD83D\uDE00""#,
+            br#""\ud83d""#,
+            br#""\ude00""#,
+            br#""\ud83d\u0041""#,
+            br#""\ud83d\n""#,
+            br#""\ud83dx""#,
+            br#""\u0000""#,
+            br#""\/\b\f""#,
+            b"\"a\x01\"",
+            b"\"a\x7f\"",
+            b"\"\xc3\xa9\"",
+            b"\"\xc3\"",
+            b"\"\xc3\\u00a9\"",
+            b"\"\xed\xa0\x80\"",
+            b"\"\xf4\x90\x80\x80\"",
+            b"\xef\xbb\xbf[]",
+            b"[1]x",
+            b"[1] [2]",
+            b"",
+            b"   ",
+            br#"{"a":1,"a":2}"#,
+            b"[\"\\u00e9\xc3\xa9\"]",
+        ];
+        for &case in cases {
+            let (theirs, ours) = both(case);
+            assert_eq!(ours, theirs, "{:?}", String::from_utf8_lossy(case));
+        }
+        for depth in [126, 127, 128, 129] {
+            for (open, close) in [("[", "]"), (r#"{"k":"#, "}")] {
+                let text = format!("{}1{}", open.repeat(depth), close.repeat(depth));
+                let (theirs, ours) = both(text.as_bytes());
+                assert_eq!(ours.is_some(), theirs.is_some(), "{depth} levels of {open}");
+                assert_eq!(ours, theirs);
+            }
+        }
+    }
+
+    #[test]
+    fn agrees_with_serde_json_on_mutated_messages() {
+        // Real MCP messages, cut short, or with bytes replaced or inserted from the
+        // characters that matter to the grammar: every outcome must be serde_json's.
+        let seeds: [&[u8]; 4] = [
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"h\u00e9llo \"q\""},"_meta":{"progressToken":-12.5e-1}}}"#,
+            br#"[{"jsonrpc":"2.0","id":"a","result":{"content":[{"type":"text","text":"\ud83d\ude00 ok"}],"isError":false}},{"jsonrpc":"2.0","method":"n","params":[null,true,0,1e3]}]"#,
+            "{\"é\":[\"日本\",{\"\":{}}],\"n\":18446744073709551615,\"m\":-9223372036854775808}".as_bytes(),
+            br#" { "a" : [ 1 , 2.0 , "\\\/\b\f\n\r\t" ] } "#,
+        ];
+        let alphabet = b"{}[]\":,\\ -+.eE0123456789tfnu\x00\x1f\x7f\xc3\xa9\xff";
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        let mut refused = 0;
+        for round in 0..30_000 {
+            let mut text = seeds[round % seeds.len()].to_vec();
+            for _ in 0..1 + next(3) {
+                let at = next(text.len() + 1);
+                let byte = alphabet[next(alphabet.len())];
+                match next(4) {
+                    0 => text.truncate(at),
+                    1 => text.insert(at, byte),
+                    _ if at < text.len() => text[at] = byte,
+                    _ => text.push(byte),
+                }
+            }
+            let (theirs, ours) = both(&text);
+            refused += usize::from(theirs.is_none());
+            assert_eq!(ours, theirs, "{:?}", String::from_utf8_lossy(&text));
+        }
+        // Both outcomes were exercised many times.
+        assert!((3_000..27_000).contains(&refused), "{refused} of 30000 refused");
     }
 
     #[test]

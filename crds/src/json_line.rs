@@ -276,8 +276,9 @@ fn needs_escape(b: u8) -> bool {
     b < 0x20 || b == b'"' || b == b'\\'
 }
 
-/// Whether any of the eight bytes of `w` is a control character, `"` or `\`.
-fn any_needs_escape(w: u64) -> bool {
+/// Whether any of the eight bytes of `w` is a control character, `"` or `\`: what a
+/// JSON string cannot hold unescaped (and so where a reader of one must stop and look).
+pub fn any_needs_escape(w: u64) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH != 0;
