@@ -114,12 +114,8 @@ pub struct Exchange {
     pub session_id: Option<String>,
     /// Session of the 2024-11-05 HTTP+SSE transport (`?session_id=` / `?sessionId=`).
     pub legacy_session: Option<String>,
-    /// `MCP-Protocol-Version` header.
-    pub protocol_header: Option<String>,
-    /// `Mcp-Method` header (2026-07-28).
-    pub method_header: Option<String>,
     /// Client address.
-    pub client_ip: Option<String>,
+    pub client_ip: Option<std::net::IpAddr>,
     /// The trace this exchange belongs to (the client's, or one the agent created).
     pub trace: TraceContext,
     /// Request headers, raw: redacted by the processor before they go anywhere.
@@ -174,6 +170,18 @@ impl std::fmt::Display for Scope {
 /// Headers as captured for the record, every value of every name in the map's order,
 /// copied into one buffer. The processor only reads them, to redact them; a `HeaderMap`
 /// clone costs more, and each custom name it holds (`mcp-*`) allocates when cloned.
+impl Exchange {
+    /// The `MCP-Protocol-Version` header.
+    pub fn protocol_header(&self) -> Option<&str> {
+        self.request_headers.text("mcp-protocol-version")
+    }
+
+    /// The `Mcp-Method` header (2026-07-28).
+    pub fn method_header(&self) -> Option<&str> {
+        self.request_headers.text("mcp-method")
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct HeaderLines {
     /// The names one after the other: text already (a `HeaderName` is ASCII), so reading
@@ -198,6 +206,14 @@ impl HeaderLines {
             lines.ends.push((lines.names.len(), lines.values.len()));
         }
         lines
+    }
+
+    /// The first value of `name` (lower case), read as `HeaderValue::to_str` reads it:
+    /// only when it is all visible ASCII (or tabs).
+    pub fn text(&self, name: &str) -> Option<&str> {
+        let (_, value) = self.iter().find(|(n, _)| *n == name)?;
+        let visible = value.iter().all(|&b| b == b'\t' || (0x20..0x7f).contains(&b));
+        visible.then(|| std::str::from_utf8(value).ok()).flatten()
     }
 
     /// Each header's name and value.
@@ -815,7 +831,7 @@ impl Processor {
         );
         r.response_code = Some(502);
         r.response_type = Some("json".into());
-        r.method = ex.method_header.clone();
+        r.method = ex.method_header().map(str::to_owned);
         r.error =
             Some(RecordError { kind: "upstream_unavailable".into(), code: None, message: Some(reason.to_owned()) });
         out.push(r);
@@ -1000,8 +1016,8 @@ impl Processor {
                 .or_else(|| self.stream_sessions.get(&ex.id).cloned())
                 .or_else(|| ex.legacy_session.clone()),
             method: None,
-            protocol_version: ex.protocol_header.clone().or_else(|| self.protocol_version.clone()),
-            client_ip: ex.client_ip.clone(),
+            protocol_version: ex.protocol_header().map(str::to_owned).or_else(|| self.protocol_version.clone()),
+            client_ip: ex.client_ip.map(ip_text),
             direction,
             transport: self.transport,
             server: self.identity.clone(),
@@ -1092,9 +1108,41 @@ pub fn query_session(url: &str) -> Option<String> {
     })
 }
 
+/// An address as `Display` writes it; an IPv4 one (the usual) without `fmt`, which
+/// costs more than the rest of the record's client fields.
+pub fn ip_text(ip: std::net::IpAddr) -> String {
+    let std::net::IpAddr::V4(v4) = ip else { return ip.to_string() };
+    let mut out = String::with_capacity(15);
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        if octet >= 100 {
+            out.push(char::from(b'0' + octet / 100));
+        }
+        if octet >= 10 {
+            out.push(char::from(b'0' + octet / 10 % 10));
+        }
+        out.push(char::from(b'0' + octet % 10));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{ContentKind, HeaderLines};
+    use super::{ContentKind, HeaderLines, ip_text};
+
+    #[test]
+    fn addresses_are_written_as_display_writes_them() {
+        for ip in ["0.0.0.0", "127.0.0.1", "10.20.30.40", "192.168.100.9", "255.255.255.255", "::1", "2001:db8::7"] {
+            let ip: std::net::IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_text(ip), ip.to_string());
+        }
+        for n in (0..=u32::MAX).step_by(65_521) {
+            let ip = std::net::IpAddr::V4(n.into());
+            assert_eq!(ip_text(ip), ip.to_string());
+        }
+    }
 
     #[test]
     fn captured_headers_keep_every_value_in_the_maps_order() {
@@ -1110,6 +1158,17 @@ mod tests {
         let expected: Vec<(&str, &[u8])> = map.iter().map(|(k, v)| (k.as_str(), v.as_bytes())).collect();
         assert_eq!(lines.iter().collect::<Vec<_>>(), expected);
         assert_eq!(expected.len(), 6);
+        // A named value as `HeaderValue::to_str` reads it: the first one, if visible ASCII.
+        for name in ["content-type", "x-note", "mcp-session-id", "absent"] {
+            let theirs = map.get(name).and_then(|v| v.to_str().ok());
+            assert_eq!(lines.text(name), theirs, "{name}");
+        }
+        let mut map = http::HeaderMap::new();
+        map.append("x-note", http::HeaderValue::from_bytes(b"caf\xe9").unwrap());
+        map.append("x-tab", http::HeaderValue::from_bytes(b"a\tb").unwrap());
+        let lines = HeaderLines::capture(&map);
+        assert_eq!(lines.text("x-note"), None, "obs-text is not read as text");
+        assert_eq!(lines.text("x-tab"), Some("a\tb"));
         assert_eq!(HeaderLines::capture(&http::HeaderMap::new()).iter().count(), 0);
     }
 

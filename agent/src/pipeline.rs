@@ -239,8 +239,6 @@ mod tests {
             http_method: http::Method::POST,
             session_id: None,
             legacy_session: None,
-            protocol_header: None,
-            method_header: None,
             client_ip: None,
             trace: TraceContext::random(),
             request_headers: Default::default(),

@@ -53,8 +53,6 @@ const HOP_BY_HOP: [http::HeaderName; 9] = [
 
 const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
 const MCP_SESSION_ID: http::HeaderName = http::HeaderName::from_static("mcp-session-id");
-const MCP_PROTOCOL_VERSION: http::HeaderName = http::HeaderName::from_static("mcp-protocol-version");
-const MCP_METHOD: http::HeaderName = http::HeaderName::from_static("mcp-method");
 
 /// Proxy settings and shared state.
 pub struct Proxy {
@@ -138,9 +136,7 @@ impl Proxy {
             http_method: parts.method.clone(),
             session_id: text(MCP_SESSION_ID),
             legacy_session: parts.uri.query().and_then(|q| query_session(&format!("?{q}"))),
-            protocol_header: text(MCP_PROTOCOL_VERSION),
-            method_header: text(MCP_METHOD),
-            client_ip: Some(ip_text(self.resolver.client_ip(peer.ip(), &parts.headers))),
+            client_ip: Some(self.resolver.client_ip(peer.ip(), &parts.headers)),
             trace,
             request_headers: HeaderLines::capture(&parts.headers),
             redacted_request_headers: Default::default(),
@@ -294,26 +290,6 @@ fn status_class(s: StatusCode) -> &'static str {
     }
 }
 
-/// An address as `Display` writes it; an IPv4 one (the usual) without `fmt`, which
-/// costs more than the rest of the record's client fields.
-fn ip_text(ip: std::net::IpAddr) -> String {
-    let std::net::IpAddr::V4(v4) = ip else { return ip.to_string() };
-    let mut out = String::with_capacity(15);
-    for (i, octet) in v4.octets().into_iter().enumerate() {
-        if i > 0 {
-            out.push('.');
-        }
-        if octet >= 100 {
-            out.push(char::from(b'0' + octet / 100));
-        }
-        if octet >= 10 {
-            out.push(char::from(b'0' + octet / 10 % 10));
-        }
-        out.push(char::from(b'0' + octet % 10));
-    }
-    out
-}
-
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // Most messages carry none: one pass over the names (a standard name compares as a
     // number) costs less than a lookup per hop-by-hop name.
@@ -412,22 +388,5 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, mut shutdown: watch
     drop(listener);
     if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
         tracing::warn!(drain_seconds = drain.as_secs(), "open connections did not finish in time");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn addresses_are_written_as_display_writes_them() {
-        for ip in ["0.0.0.0", "127.0.0.1", "10.20.30.40", "192.168.100.9", "255.255.255.255", "::1", "2001:db8::7"] {
-            let ip: std::net::IpAddr = ip.parse().unwrap();
-            assert_eq!(ip_text(ip), ip.to_string());
-        }
-        for n in (0..=u32::MAX).step_by(65_521) {
-            let ip = std::net::IpAddr::V4(n.into());
-            assert_eq!(ip_text(ip), ip.to_string());
-        }
     }
 }
