@@ -34,7 +34,7 @@ use mcp_ledger_agent::export::otlp::encode_request;
 use mcp_ledger_agent::export::proto::{self, ExportLogsServiceRequest, KeyValue};
 use mcp_ledger_crds::AuditRecord;
 use prost::Message as _;
-use support::{Proc, cpu_seconds, free_port, proc_status_kib, wait_port};
+use support::{Proc, cpu_seconds, free_port, on_cpus, proc_status_kib, wait_port};
 
 /// Records per request, as the sidecar batches them (pipeline.batchSize default).
 const BATCH: usize = 128;
@@ -48,12 +48,7 @@ fn main() {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     if cores > 1 && std::env::var_os("BENCH_PINNED").is_none() && taskset() {
         // Re-run this process on core 1 so that the agent has core 0 to itself.
-        let status = Command::new("taskset")
-            .args(["-c", "1"])
-            .arg(std::env::current_exe().unwrap())
-            .env("BENCH_PINNED", "1")
-            .status()
-            .unwrap();
+        let status = on_cpus("1").arg(std::env::current_exe().unwrap()).env("BENCH_PINNED", "1").status().unwrap();
         std::process::exit(status.code().unwrap_or(1));
     }
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
@@ -251,8 +246,8 @@ async fn run() {
     // Set when main() re-ran this process on core 1 (after which it sees one core only).
     let pinned = std::env::var_os("BENCH_PINNED").is_some();
     let mut command = if pinned {
-        let mut c = Command::new("taskset");
-        c.args(["-c", "0"]).arg(&bin);
+        let mut c = on_cpus("0");
+        c.arg(&bin);
         c
     } else {
         Command::new(&bin)

@@ -15,7 +15,9 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
-use support::{Proc, context_switches, cpu_seconds, free_port, proc_status_kib, thread_cpu_seconds, wait_port};
+use support::{
+    Proc, context_switches, cpu_seconds, free_port, on_cpus, proc_status_kib, thread_cpu_seconds, wait_port,
+};
 
 #[path = "support.rs"]
 mod support;
@@ -117,9 +119,14 @@ fn root() -> std::path::PathBuf {
 
 fn agent(upstream: u16, work: &std::path::Path) -> (Proc, u16, u16) {
     let (port, admin) = (free_port(), free_port());
-    let child = agent_command(None, upstream, port, admin, work).stdout(Stdio::null()).spawn().unwrap();
+    (started(&mut agent_command(None, upstream, port, admin, work), port), port, admin)
+}
+
+/// `cmd` started, once something listens on `port`.
+fn started(cmd: &mut Command, port: u16) -> Proc {
+    let child = Proc(cmd.stdout(Stdio::null()).spawn().unwrap());
     wait_port(port);
-    (Proc(child), port, admin)
+    child
 }
 
 /// The agent in local mode in front of `upstream`, run by `wrapper` (valgrind) if given.
@@ -481,13 +488,6 @@ fn allowed_cpus() -> Vec<u32> {
     list.split(',').flat_map(range).collect()
 }
 
-/// `taskset -c <cpus>`: runs a command on those CPUs only.
-fn on_cpus(cpus: &str) -> Command {
-    let mut cmd = Command::new("taskset");
-    cmd.args(["-c", cpus]);
-    cmd
-}
-
 /// Moves every thread of this process (the load generator) to `cpus`.
 fn pin_self(cpus: &str) -> bool {
     Command::new("taskset")
@@ -514,17 +514,12 @@ async fn one_core_each(work: &std::path::Path, secs: f64) {
     println!(
         "\n[one core each: load generator and upstream on CPU {ends_cpu}, the hop alone on CPU {hop_cpu}; saturation, 32 connections]"
     );
-    let spawn = |cmd: &mut Command, port: u16| {
-        let child = Proc(cmd.stdout(Stdio::null()).spawn().unwrap());
-        wait_port(port);
-        child
-    };
     let up_port = free_port();
-    let up = spawn(&mut role_command(Some(on_cpus(&ends_cpu)), "upstream", up_port), up_port);
+    let up = started(&mut role_command(Some(on_cpus(&ends_cpu)), "upstream", up_port), up_port);
     let (relay_port, bare_port, agent_port, admin) = (free_port(), free_port(), free_port(), free_port());
-    let relay = spawn(&mut forwarder_command(Some(on_cpus(&hop_cpu)), "tcp-relay", up_port, relay_port), relay_port);
-    let bare = spawn(&mut bare_proxy_command(Some(on_cpus(&hop_cpu)), up_port, bare_port), bare_port);
-    let agent = spawn(&mut agent_command(Some(on_cpus(&hop_cpu)), up_port, agent_port, admin, work), agent_port);
+    let relay = started(&mut forwarder_command(Some(on_cpus(&hop_cpu)), "tcp-relay", up_port, relay_port), relay_port);
+    let bare = started(&mut bare_proxy_command(Some(on_cpus(&hop_cpu)), up_port, bare_port), bare_port);
+    let agent = started(&mut agent_command(Some(on_cpus(&hop_cpu)), up_port, agent_port, admin, work), agent_port);
     let hops = [
         Hop { port: up_port, pid: None, admin: None },
         Hop { port: relay_port, pid: Some(relay.0.id()), admin: None },
@@ -557,16 +552,13 @@ async fn run() {
     let work = std::env::temp_dir().join(format!("mcp-ledger-bench-{}", std::process::id()));
     std::fs::create_dir_all(&work).unwrap();
     let up_port = free_port();
-    let up_proc = Proc(role_command(None, "upstream", up_port).spawn().unwrap());
-    wait_port(up_port);
+    let up_proc = started(&mut role_command(None, "upstream", up_port), up_port);
     let up_pid = up_proc.0.id();
     let relay_port = free_port();
-    let relay_proc = Proc(forwarder_command(None, "tcp-relay", up_port, relay_port).spawn().unwrap());
-    wait_port(relay_port);
+    let relay_proc = started(&mut forwarder_command(None, "tcp-relay", up_port, relay_port), relay_port);
     let relay_pid = relay_proc.0.id();
     let bare_port = free_port();
-    let bare_proc = Proc(bare_proxy_command(None, up_port, bare_port).spawn().unwrap());
-    wait_port(bare_port);
+    let bare_proc = started(&mut bare_proxy_command(None, up_port, bare_port), bare_port);
     let bare_pid = bare_proc.0.id();
     let (agent_proc, agent_port, agent_admin) = agent(up_port, &work);
     let pid = agent_proc.0.id();

@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use std::process::Child;
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 /// A child process killed on drop.
@@ -14,6 +14,13 @@ impl Drop for Proc {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// `taskset -c <cpus>` (util-linux): the wrapper that runs a command on those CPUs only.
+pub fn on_cpus(cpus: &str) -> Command {
+    let mut cmd = Command::new("taskset");
+    cmd.args(["-c", cpus]);
+    cmd
 }
 
 pub fn free_port() -> u16 {

@@ -135,6 +135,16 @@ impl Exchange {
             (None, None) => Scope::Exchange(self.id),
         }
     }
+
+    /// The `MCP-Protocol-Version` header.
+    pub fn protocol_header(&self) -> Option<&str> {
+        self.request_headers.text("mcp-protocol-version")
+    }
+
+    /// The `Mcp-Method` header (2026-07-28).
+    pub fn method_header(&self) -> Option<&str> {
+        self.request_headers.text("mcp-method")
+    }
 }
 
 /// Where a JSON-RPC id is unique: a Streamable HTTP session (`Mcp-Session-Id`), a
@@ -170,18 +180,6 @@ impl std::fmt::Display for Scope {
 /// Headers as captured for the record, every value of every name in the map's order,
 /// copied into one buffer. The processor only reads them, to redact them; a `HeaderMap`
 /// clone costs more, and each custom name it holds (`mcp-*`) allocates when cloned.
-impl Exchange {
-    /// The `MCP-Protocol-Version` header.
-    pub fn protocol_header(&self) -> Option<&str> {
-        self.request_headers.text("mcp-protocol-version")
-    }
-
-    /// The `Mcp-Method` header (2026-07-28).
-    pub fn method_header(&self) -> Option<&str> {
-        self.request_headers.text("mcp-method")
-    }
-}
-
 #[derive(Debug, Default)]
 pub struct HeaderLines {
     /// The names one after the other: text already (a `HeaderName` is ASCII), so reading
