@@ -62,28 +62,30 @@ fn upstream(port: u16) {
     });
 }
 
-/// The floor for any proxy hop on this machine: the same hyper server and pooled hyper
-/// client the agent uses, on one thread like the sidecar, forwarding without looking at
-/// anything. What the agent adds above this is the cost of capturing.
+/// The floor for any proxy hop on this machine: the hyper server the agent uses and, as
+/// the agent holds them, one hyper HTTP/1.1 client connection per client connection, on
+/// one thread like the sidecar, forwarding without looking at anything. What the agent
+/// adds above this is the cost of capturing.
 fn bare_proxy(port: u16, upstream: u16) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    rt.block_on(async move {
-        let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        connector.set_nodelay(true);
-        let client: hyper_util::client::legacy::Client<_, hyper::body::Incoming> =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector);
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async move {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
         loop {
             let (stream, _) = listener.accept().await.unwrap();
             stream.set_nodelay(true).unwrap();
-            let client = client.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                    let client = client.clone();
+            tokio::task::spawn_local(async move {
+                let up = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await.unwrap();
+                up.set_nodelay(true).unwrap();
+                let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(up)).await.unwrap();
+                tokio::task::spawn_local(conn);
+                let sender = std::rc::Rc::new(std::cell::RefCell::new(sender));
+                let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let sender = sender.clone();
                     async move {
-                        let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-                        *req.uri_mut() = format!("http://127.0.0.1:{upstream}{path}").parse().unwrap();
-                        client.request(req).await
+                        std::future::poll_fn(|cx| sender.borrow_mut().poll_ready(cx)).await?;
+                        let answer = sender.borrow_mut().send_request(req);
+                        answer.await
                     }
                 });
                 let _ =

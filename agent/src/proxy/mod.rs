@@ -7,6 +7,7 @@ pub mod govern;
 pub mod identity;
 pub mod jwt;
 pub mod tap;
+pub mod upstream;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -15,14 +16,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, header};
 use http_body::Body as _;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
@@ -56,8 +56,7 @@ const MCP_SESSION_ID: http::HeaderName = http::HeaderName::from_static("mcp-sess
 
 /// Proxy settings and shared state.
 pub struct Proxy {
-    upstream: Uri,
-    client: Client<HttpConnector, PrefixedBody>,
+    upstream: upstream::Upstream,
     pipeline: Pipeline,
     metrics: Metrics,
     max_body: usize,
@@ -77,15 +76,19 @@ impl Proxy {
         resolver: identity::Resolver,
         governance: Arc<crate::govern::Governance>,
     ) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(connect_timeout));
-        let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(60)).build(connector);
-        Self { upstream, client, pipeline, metrics, max_body, next_id: AtomicU64::new(1), resolver, governance }
+        let upstream = upstream::Upstream::new(&upstream, connect_timeout);
+        Self { upstream, pipeline, metrics, max_body, next_id: AtomicU64::new(1), resolver, governance }
     }
 
-    /// Handles one request.
-    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
+    /// Handles one request, on `own` (the client connection's upstream connection) when
+    /// the client speaks HTTP/1.
+    pub async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        own: &upstream::Own,
+    ) -> Response<ProxyBody> {
+        let own = (req.version() < http::Version::HTTP_2).then_some(own);
         let started = Instant::now();
         let started_at = jiff::Timestamp::now();
         let (mut parts, mut body) = req.into_parts();
@@ -162,27 +165,21 @@ impl Proxy {
             return self.refuse(ex, body, &parts.method);
         }
 
-        let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-        let uri = Uri::builder()
-            .scheme(self.upstream.scheme().cloned().unwrap_or(http::uri::Scheme::HTTP))
-            .authority(self.upstream.authority().cloned().expect("upstream has an authority"))
-            .path_and_query(path)
-            .build();
-        let Ok(uri) = uri else {
-            return plain(StatusCode::BAD_REQUEST, "request target is not a valid path");
+        let path = match parts.uri.path_and_query() {
+            Some(p) => p.clone(),
+            None => PathAndQuery::from_static("/"),
         };
         strip_hop_by_hop(&mut parts.headers);
         // Kept for the 502 answer (a cheap reference-counted handle, parsed only then).
         let request_body = (!truncated).then(|| prefix.clone());
         let mut upstream_req = Request::new(PrefixedBody::new(prefix, (!finished).then_some(body)));
         *upstream_req.method_mut() = parts.method.clone();
-        *upstream_req.uri_mut() = uri;
         *upstream_req.headers_mut() = parts.headers;
         // Upstream is spoken in HTTP/1.1 whatever the client used (h2c clients included).
         *upstream_req.version_mut() = http::Version::HTTP_11;
 
         let method_label = method_label(&parts.method);
-        match self.client.request(upstream_req).await {
+        match self.upstream.send(own, path, upstream_req).await {
             Ok(resp) => {
                 let (mut rparts, rbody) = resp.into_parts();
                 strip_hop_by_hop(&mut rparts.headers);
@@ -219,9 +216,8 @@ impl Proxy {
                 let body = TapBody::new(rbody, ex, head, self.pipeline.clone(), self.max_body);
                 Response::from_parts(rparts, body.boxed())
             }
-            Err(e) => {
-                let reason = if e.is_connect() { "connect_failed" } else { "upstream_failed" };
-                tracing::warn!(error = %e, reason, "upstream MCP server unavailable");
+            Err(upstream::Failure { reason, error }) => {
+                tracing::warn!(error = %error, reason, "upstream MCP server unavailable");
                 self.metrics.upstream_errors.with_label_values(&[reason]).inc();
                 self.metrics.http_requests.with_label_values(&[method_label, "5xx"]).inc();
                 self.pipeline.submit(Captured::UpstreamUnavailable { ex, reason });
@@ -370,9 +366,10 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, mut shutdown: watch
                 };
                 let _ = stream.set_nodelay(true);
                 let proxy = proxy.clone();
+                let own = Arc::new(upstream::Own::default());
                 let service = service_fn(move |req| {
-                    let proxy = proxy.clone();
-                    async move { Ok::<_, Infallible>(proxy.handle(req, peer).await) }
+                    let (proxy, own) = (proxy.clone(), own.clone());
+                    async move { Ok::<_, Infallible>(proxy.handle(req, peer, &own).await) }
                 });
                 let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
                 let conn = graceful.watch(conn);
