@@ -68,7 +68,10 @@ impl<'a> Node<'a> {
     /// Parses one JSON document: UTF-8, only whitespace around it, nesting at most 127
     /// deep (`serde_json`'s limit).
     pub fn parse(bytes: &'a [u8]) -> Result<Self, JsonError> {
-        let mut parser = Parser { bytes, at: 0, depth: 0 };
+        // Checked once, whole: JSON outside strings is ASCII, so invalid UTF-8 anywhere is a
+        // refusal, in a string or not, and a string's content is then a slice of this text.
+        let text = std::str::from_utf8(bytes).map_err(|e| JsonError { what: "invalid UTF-8", at: e.valid_up_to() })?;
+        let mut parser = Parser { text, bytes, at: 0, depth: 0 };
         let node = parser.value()?;
         parser.skip_whitespace();
         if parser.at < bytes.len() {
@@ -228,6 +231,9 @@ impl std::error::Error for JsonError {}
 const MAX_DEPTH: u32 = 127;
 
 struct Parser<'a> {
+    /// The input, valid UTF-8.
+    text: &'a str,
+    /// The same, as bytes.
     bytes: &'a [u8],
     at: usize,
     depth: u32,
@@ -365,7 +371,8 @@ impl<'a> Parser<'a> {
         loop {
             match self.peek() {
                 Some(b'"') => {
-                    let text = self.utf8(&self.bytes[start..self.at])?;
+                    // Both ends are at ASCII bytes (the quotes), so at character boundaries.
+                    let text = &self.text[start..self.at];
                     self.at += 1;
                     return Ok(Text(Cow::Borrowed(text)));
                 }
@@ -375,36 +382,33 @@ impl<'a> Parser<'a> {
                 None => return Err(self.error("EOF while parsing a string")),
             }
         }
-        // An escape sequence: the content is built. An escape writes a whole character,
-        // so checking the result as UTF-8 checks the raw bytes between escapes too.
-        let mut out = self.bytes[start..self.at].to_vec();
+        // An escape sequence: the content is built from the runs of text between escapes
+        // (each run starts and ends at an ASCII byte, so at character boundaries) and the
+        // character each escape stands for.
+        let mut out = String::new();
+        let mut run = start;
         loop {
             match self.peek() {
                 Some(b'"') => {
-                    self.utf8(&out)?;
+                    out.push_str(&self.text[run..self.at]);
                     self.at += 1;
-                    return Ok(Text::owned(String::from_utf8(out).expect("checked")));
+                    return Ok(Text::owned(out));
                 }
                 Some(b'\\') => {
+                    out.push_str(&self.text[run..self.at]);
                     self.at += 1;
                     self.escape(&mut out)?;
+                    run = self.at;
                 }
                 Some(0..0x20) => return Err(self.error("control character in a string")),
-                Some(b) => {
-                    out.push(b);
-                    self.at += 1;
-                }
+                Some(_) => self.at += 1,
                 None => return Err(self.error("EOF while parsing a string")),
             }
         }
     }
 
-    fn utf8<'t>(&self, bytes: &'t [u8]) -> Result<&'t str, JsonError> {
-        std::str::from_utf8(bytes).map_err(|_| self.error("invalid UTF-8 in a string"))
-    }
-
     /// One escape sequence, after its backslash.
-    fn escape(&mut self, out: &mut Vec<u8>) -> Result<(), JsonError> {
+    fn escape(&mut self, out: &mut String) -> Result<(), JsonError> {
         let Some(c) = self.peek() else { return Err(self.error("EOF while parsing a string")) };
         self.at += 1;
         let byte = match c {
@@ -418,12 +422,12 @@ impl<'a> Parser<'a> {
             b't' => b'\t',
             b'u' => {
                 let c = self.unicode_escape()?;
-                out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+                out.push(c);
                 return Ok(());
             }
             _ => return Err(self.error("invalid escape")),
         };
-        out.push(byte);
+        out.push(char::from(byte));
         Ok(())
     }
 
@@ -520,7 +524,7 @@ impl<'a> Parser<'a> {
         }
         // Fractions, exponents, long integers: read by serde_json, so the value is the
         // float it would give here (and one out of range is refused, as it refuses it).
-        let text = std::str::from_utf8(&self.bytes[start..self.at]).expect("ASCII digits and signs");
+        let text = &self.text[start..self.at];
         serde_json::from_str::<Number>(text)
             .map(Node::Number)
             .map_err(|_| JsonError { what: "number out of range", at: start })
