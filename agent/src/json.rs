@@ -71,7 +71,7 @@ impl<'a> Node<'a> {
         // Checked once, whole: JSON outside strings is ASCII, so invalid UTF-8 anywhere is a
         // refusal, in a string or not, and a string's content is then a slice of this text.
         let text = std::str::from_utf8(bytes).map_err(|e| JsonError { what: "invalid UTF-8", at: e.valid_up_to() })?;
-        let mut parser = Parser { text, bytes, at: 0, depth: 0 };
+        let mut parser = Parser { text, at: 0, depth: 0 };
         let node = parser.value()?;
         parser.skip_whitespace();
         if parser.at < bytes.len() {
@@ -231,21 +231,23 @@ impl std::error::Error for JsonError {}
 const MAX_DEPTH: u32 = 127;
 
 struct Parser<'a> {
-    /// The input, valid UTF-8.
+    /// The input, valid UTF-8 (read as bytes but for the strings and numbers it yields).
     text: &'a str,
-    /// The same, as bytes.
-    bytes: &'a [u8],
     at: usize,
     depth: u32,
 }
 
 impl<'a> Parser<'a> {
+    fn bytes(&self) -> &'a [u8] {
+        self.text.as_bytes()
+    }
+
     fn error(&self, what: &'static str) -> JsonError {
         JsonError { what, at: self.at }
     }
 
     fn peek(&self) -> Option<u8> {
-        self.bytes.get(self.at).copied()
+        self.bytes().get(self.at).copied()
     }
 
     fn skip_whitespace(&mut self) {
@@ -273,7 +275,7 @@ impl<'a> Parser<'a> {
     }
 
     fn literal(&mut self, word: &'static [u8], node: Node<'a>) -> Result<Node<'a>, JsonError> {
-        if self.bytes[self.at..].starts_with(word) {
+        if self.bytes()[self.at..].starts_with(word) {
             self.at += word.len();
             Ok(node)
         } else {
@@ -362,7 +364,7 @@ impl<'a> Parser<'a> {
     fn string(&mut self) -> Result<Text<'a>, JsonError> {
         let start = self.at;
         // Eight bytes at a time while none is a quote, a backslash or a control character.
-        while let Some(word) = self.bytes.get(self.at..self.at + 8) {
+        while let Some(word) = self.bytes().get(self.at..self.at + 8) {
             if any_needs_escape(u64::from_le_bytes(word.try_into().expect("eight bytes"))) {
                 break;
             }
@@ -437,7 +439,7 @@ impl<'a> Parser<'a> {
         let code = match first {
             0xDC00..=0xDFFF => return Err(self.error("lone trailing surrogate in hex escape")),
             0xD800..=0xDBFF => {
-                if !self.bytes[self.at..].starts_with(b"\\u") {
+                if !self.bytes()[self.at..].starts_with(b"\\u") {
                     return Err(self.error("lone leading surrogate in hex escape"));
                 }
                 self.at += 2;
@@ -453,7 +455,7 @@ impl<'a> Parser<'a> {
     }
 
     fn hex4(&mut self) -> Result<u16, JsonError> {
-        let Some(digits) = self.bytes.get(self.at..self.at + 4) else {
+        let Some(digits) = self.bytes().get(self.at..self.at + 4) else {
             return Err(self.error("EOF while parsing a string"));
         };
         let mut n = 0u16;
@@ -513,7 +515,7 @@ impl<'a> Parser<'a> {
         // or below i64::MIN, which serde_json reads as floats (below).
         if integer && int_digits <= 19 {
             let magnitude =
-                self.bytes[self.at - int_digits..self.at].iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+                self.bytes()[self.at - int_digits..self.at].iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
             if !negative {
                 return Ok(Node::Number(magnitude.into()));
             }

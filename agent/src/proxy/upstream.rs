@@ -49,11 +49,16 @@ pub struct Own(Mutex<Option<http1::SendRequest<PrefixedBody>>>);
 
 impl Own {
     fn take(&self) -> Option<http1::SendRequest<PrefixedBody>> {
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take()
+        self.slot().take()
     }
 
     fn keep(&self, sender: http1::SendRequest<PrefixedBody>) {
-        *self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(sender);
+        *self.slot() = Some(sender);
+    }
+
+    /// The slot, locked (held for a take or a put only, so never poisoned mid-use).
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<http1::SendRequest<PrefixedBody>>> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
