@@ -556,6 +556,17 @@ async fn run() {
     let up_port = free_port();
     let up_proc = started(&mut role_command(None, "upstream", up_port), up_port);
     let up_pid = up_proc.0.id();
+    // BENCH_ONLY runs one section on its own, for an A/B comparison of two builds
+    // (with BENCH_AGENT_BIN): `instructions` or `one-core-each`.
+    if let Ok(only) = std::env::var("BENCH_ONLY") {
+        match only.as_str() {
+            "instructions" => instructions(up_port, &work).await,
+            "one-core-each" => one_core_each(&work, secs).await,
+            other => panic!("BENCH_ONLY={other}: expected `instructions` or `one-core-each`"),
+        }
+        let _ = std::fs::remove_dir_all(&work);
+        return;
+    }
     let relay_port = free_port();
     let relay_proc = started(&mut forwarder_command(None, "tcp-relay", up_port, relay_port), relay_port);
     let relay_pid = relay_proc.0.id();
