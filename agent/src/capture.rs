@@ -2,16 +2,18 @@
 //! captured bodies as MCP, correlates responses with requests, redacts, and builds one
 //! audit record per message leg. It runs off the request path, fed by a bounded queue.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::sync::{Arc, OnceLock};
+use std::net::IpAddr;
+use std::sync::{Arc, LazyLock, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use jiff::Timestamp;
 use mcp_ledger_crds::common::Transport;
 use mcp_ledger_crds::record::{
-    AuditRecord, Direction, EventType, Governance as GovernanceDetail, IdentitySource, Level, RawJson, RecordError,
-    RedactionSummary, RequestId, ServerIdentity,
+    AuditRecord, Direction, EventType, Governance as GovernanceDetail, HexId, IdentitySource, Level, RawJson,
+    RecordError, RedactionSummary, RequestId, ServerIdentity,
 };
 
 use crate::govern;
@@ -52,6 +54,15 @@ impl ContentKind {
         } else {
             Self::Other
         }
+    }
+
+    /// The record's `responseType`, one copy shared by every record.
+    pub fn shared(self) -> Arc<str> {
+        // In declaration order, so that a kind's discriminant is its index.
+        static SHARED: LazyLock<[Arc<str>; 4]> = LazyLock::new(|| {
+            [ContentKind::Json, ContentKind::Sse, ContentKind::Other, ContentKind::Empty].map(|k| k.as_str().into())
+        });
+        SHARED[self as usize].clone()
     }
 
     /// The record's `responseType`.
@@ -312,8 +323,8 @@ pub enum Captured {
 }
 
 struct Pending {
-    method: String,
-    tool: Option<String>,
+    method: Arc<str>,
+    tool: Option<Arc<str>>,
     started: Instant,
     trace: TraceContext,
     exchange: u64,
@@ -353,6 +364,43 @@ const PENDING_TTL: Duration = Duration::from_secs(600);
 const MAX_SEEN_EVENTS: usize = 65_536;
 const MAX_TOOL_LABELS: usize = 256;
 
+/// The texts that one record after another repeats (the client's address, the protocol
+/// revision, the session), each kept as the last record had it: the next record that names
+/// the same one shares it instead of copying it.
+#[derive(Default)]
+struct Repeated {
+    client_ip: RefCell<Option<(IpAddr, Arc<str>)>>,
+    protocol: LastText,
+    session: LastText,
+}
+
+impl Repeated {
+    fn client_ip(&self, ip: IpAddr) -> Arc<str> {
+        let mut last = self.client_ip.borrow_mut();
+        match &*last {
+            Some((seen, text)) if *seen == ip => text.clone(),
+            _ => last.insert((ip, ip_text(ip).into())).1.clone(),
+        }
+    }
+}
+
+/// A tool's id and the definition hash it was made with.
+type ToolId = (Option<String>, Arc<str>);
+
+/// The last text of one kind, shared while it repeats.
+#[derive(Default)]
+struct LastText(RefCell<Option<Arc<str>>>);
+
+impl LastText {
+    fn get(&self, text: &str) -> Arc<str> {
+        let mut last = self.0.borrow_mut();
+        match &*last {
+            Some(seen) if **seen == *text => seen.clone(),
+            _ => last.insert(text.into()).clone(),
+        }
+    }
+}
+
 /// Turns captured traffic into audit records.
 pub struct Processor {
     transport: Transport,
@@ -372,7 +420,11 @@ pub struct Processor {
     /// The server as records name it (shared by them; its version is learnt from
     /// `initialize`).
     identity: Arc<ServerIdentity>,
-    protocol_version: Option<String>,
+    protocol_version: Option<Arc<str>>,
+    /// Texts of the last records, shared by the next ones that repeat them.
+    repeated: Repeated,
+    /// Tool ids by tool name (bounded like the tool labels).
+    tool_ids: RefCell<HashMap<String, ToolId>>,
     governance: Arc<govern::Governance>,
 }
 
@@ -401,6 +453,8 @@ impl Processor {
             resumable: HashSet::new(),
             tool_labels: HashSet::new(),
             protocol_version: None,
+            repeated: Repeated::default(),
+            tool_ids: RefCell::default(),
             governance,
         }
     }
@@ -463,7 +517,7 @@ impl Processor {
         let key = self.key_for(ex);
         let per_message = wire_bytes / messages.len().max(1) as u64;
         for msg in messages {
-            let method = msg.method().unwrap_or_default().to_owned();
+            let method: Arc<str> = msg.method().unwrap_or_default().into();
             let (event, level) = match msg.kind {
                 Kind::Request => (EventType::McpRequest, Level::Info),
                 Kind::Notification => (EventType::McpNotification, Level::Info),
@@ -477,10 +531,10 @@ impl Processor {
             let mut r = self.record(ex, event, level, Direction::ClientToServer, trace, head_headers);
             r.method = Some(method.clone());
             r.request_id.jsonrpc = msg.id_text();
-            r.tool_name = msg.tool_name().map(str::to_owned);
+            r.tool_name = msg.tool_name().map(Arc::from);
             r.tool_id = r.tool_name.as_deref().map(|t| self.tool_id(t));
             if let Some(v) = msg.protocol_version() {
-                r.protocol_version = Some(v.to_owned());
+                r.protocol_version = Some(self.repeated.protocol.get(v));
             }
             r.body_bytes = per_message;
             r.body_truncated = truncated;
@@ -547,9 +601,9 @@ impl Processor {
                 ex.trace,
                 Headers::Response(head),
             );
-            r.session_id = Some(session);
+            r.session_id = Some(session.into());
             r.response_code = Some(head.status);
-            r.response_type = Some(head.content.as_str().into());
+            r.response_type = Some(head.content.shared());
             r.body_bytes = wire_bytes;
             out.push(r);
             return;
@@ -593,10 +647,10 @@ impl Processor {
                         ex.trace,
                         Headers::Response(head),
                     );
-                    r.method = msg.method().map(str::to_owned);
+                    r.method = msg.method().map(Arc::from);
                     r.request_id.jsonrpc = msg.id_text();
                     r.response_code = Some(head.status);
-                    r.response_type = Some(head.content.as_str().into());
+                    r.response_type = Some(head.content.shared());
                     r.body_bytes = per_message;
                     r.body_truncated = truncated;
                     if let (Some(id), Some(method)) = (msg.id_text(), msg.method()) {
@@ -604,7 +658,7 @@ impl Processor {
                         self.add_pending(
                             (key, server_request_id(&id)),
                             Pending {
-                                method: method.to_owned(),
+                                method: method.into(),
                                 tool: None,
                                 started: Instant::now(),
                                 trace: ex.trace,
@@ -652,7 +706,7 @@ impl Processor {
         r.request_id.jsonrpc = id;
         if let Some(head) = head {
             r.response_code = Some(head.status);
-            r.response_type = Some(head.content.as_str().into());
+            r.response_type = Some(head.content.shared());
         }
         r.body_bytes = wire_bytes;
         r.body_truncated = truncated;
@@ -665,7 +719,7 @@ impl Processor {
                 }
             }
             if let Some(v) = msg.protocol_version() {
-                self.protocol_version = Some(v.to_owned());
+                self.protocol_version = Some(v.into());
             }
         }
         if method.as_deref() == Some("tools/list")
@@ -729,7 +783,7 @@ impl Processor {
             self.metrics.active_sessions.inc();
             let mut s =
                 self.record(ex, EventType::McpSessionStart, Level::Info, Direction::ServerToClient, trace, headers);
-            s.session_id = Some(session);
+            s.session_id = Some(session.into());
             s.protocol_version = self.protocol_version.clone();
             s.response_code = head.map(|h| h.status);
             out.push(s);
@@ -771,7 +825,7 @@ impl Processor {
             r.method = Some(p.method.clone());
             r.tool_name = p.tool.clone();
             r.response_code = Some(head.status);
-            r.response_type = Some(head.content.as_str().into());
+            r.response_type = Some(head.content.shared());
             r.duration_ns = Some(saturating_nanos(p.started.elapsed()));
             let kind = match outcome {
                 EndOutcome::Complete => format!("http_{}", head.status),
@@ -807,7 +861,7 @@ impl Processor {
                 ex.trace,
                 Headers::Request(ex),
             );
-            r.session_id = session.into_session_id();
+            r.session_id = session.into_session_id().map(Arc::from);
             r.response_code = Some(head.status);
             out.push(r);
         }
@@ -828,8 +882,8 @@ impl Processor {
             Headers::Request(ex),
         );
         r.response_code = Some(502);
-        r.response_type = Some("json".into());
-        r.method = ex.method_header().map(str::to_owned);
+        r.response_type = Some(ContentKind::Json.shared());
+        r.method = ex.method_header().map(Arc::from);
         r.error =
             Some(RecordError { kind: "upstream_unavailable".into(), code: None, message: Some(reason.to_owned()) });
         out.push(r);
@@ -852,7 +906,7 @@ impl Processor {
         let mut r = self.record(ex, EventType::ParseError, Level::Warn, direction, ex.trace, headers);
         if let Some(h) = head {
             r.response_code = Some(h.status);
-            r.response_type = Some(h.content.as_str().into());
+            r.response_type = Some(h.content.shared());
         }
         r.redaction.payload_dropped = reason.clone();
         r.error = Some(RecordError { kind: kind.to_owned(), code: None, message: reason });
@@ -873,16 +927,27 @@ impl Processor {
 
     /// `<server>/<tool>@<definitionHash>`, or `<server>/<tool>` before the tool was listed.
     /// `server/tool`, with `@hash` once the tool's definition is known.
-    fn tool_id(&self, tool: &str) -> String {
+    fn tool_id(&self, tool: &str) -> Arc<str> {
         let hash = self.governance.tool_hash(tool);
+        let mut ids = self.tool_ids.borrow_mut();
+        if let Some((made_with, id)) = ids.get(tool)
+            && *made_with == hash
+        {
+            return id.clone();
+        }
         let server = &self.identity.name;
         let mut id = String::with_capacity(server.len() + tool.len() + hash.as_ref().map_or(1, |h| h.len() + 2));
         id.push_str(server);
         id.push('/');
         id.push_str(tool);
-        if let Some(hash) = hash {
+        if let Some(hash) = &hash {
             id.push('@');
-            id.push_str(&hash);
+            id.push_str(hash);
+        }
+        let id = Arc::<str>::from(id);
+        // Tool names come from clients too: past the bound, ids are made per record.
+        if ids.len() < MAX_TOOL_LABELS || ids.contains_key(tool) {
+            ids.insert(tool.to_owned(), (hash, id.clone()));
         }
         id
     }
@@ -921,10 +986,10 @@ impl Processor {
             }
         };
         let mut r = self.record(ex, event_type, level, Direction::Agent, ex.trace, Headers::Request(ex));
-        r.method = method;
+        r.method = method.map(Arc::from);
         r.request_id.jsonrpc = jsonrpc_id;
         r.tool_id = tool.as_deref().map(|t| self.tool_id(t));
-        r.tool_name = tool;
+        r.tool_name = tool.map(Arc::from);
         r.governance = Some(detail);
         out.push(r);
     }
@@ -1005,17 +1070,21 @@ impl Processor {
             identity_source: ex.identity.source,
             tool_id: None,
             tool_name: None,
-            correlation_id: trace.trace_id_hex(),
-            span_id: trace.span_id_hex(),
-            request_id: RequestId { jsonrpc: None, unique: crate::ids::uuid_v7() },
+            correlation_id: HexId(trace.trace_id),
+            span_id: HexId(trace.span_id),
+            request_id: RequestId { jsonrpc: None, unique: crate::ids::uuid_v7(now) },
             session_id: ex
                 .session_id
-                .clone()
-                .or_else(|| self.stream_sessions.get(&ex.id).cloned())
-                .or_else(|| ex.legacy_session.clone()),
+                .as_deref()
+                .or_else(|| self.stream_sessions.get(&ex.id).map(String::as_str))
+                .or(ex.legacy_session.as_deref())
+                .map(|s| self.repeated.session.get(s)),
             method: None,
-            protocol_version: ex.protocol_header().map(str::to_owned).or_else(|| self.protocol_version.clone()),
-            client_ip: ex.client_ip.map(ip_text),
+            protocol_version: ex
+                .protocol_header()
+                .map(|v| self.repeated.protocol.get(v))
+                .or_else(|| self.protocol_version.clone()),
+            client_ip: ex.client_ip.map(|ip| self.repeated.client_ip(ip)),
             direction,
             transport: self.transport,
             server: self.identity.clone(),
@@ -1188,6 +1257,9 @@ mod tests {
             (Some("üjson"), ContentKind::Other),
         ] {
             assert_eq!(ContentKind::from_content_type(ct), kind, "{ct:?}");
+            // The shared text is the kind's own, and one copy.
+            assert_eq!(&*kind.shared(), kind.as_str());
+            assert!(std::sync::Arc::ptr_eq(&kind.shared(), &kind.shared()));
         }
     }
 }

@@ -32,15 +32,13 @@ pub fn bytes16() -> [u8; 16] {
     out
 }
 
-/// A UUID v7 (time-ordered) as text.
-pub fn uuid_v7() -> String {
-    let ms =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+/// A UUID v7 (time-ordered) for something that happened at `at`.
+pub fn uuid_v7(at: jiff::Timestamp) -> uuid::Uuid {
+    let ms = u64::try_from(at.as_millisecond()).unwrap_or(0);
     let random = bytes16();
     let mut tail = [0u8; 10];
     tail.copy_from_slice(&random[..10]);
-    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    uuid::Builder::from_unix_timestamp_millis(ms, &tail).into_uuid().hyphenated().encode_lower(&mut buf).to_owned()
+    uuid::Builder::from_unix_timestamp_millis(ms, &tail).into_uuid()
 }
 
 #[cfg(test)]
@@ -53,9 +51,11 @@ mod tests {
         for _ in 0..10_000 {
             assert!(seen.insert(next_u64()));
         }
-        let id = uuid_v7();
-        let parsed = uuid::Uuid::parse_str(&id).unwrap();
-        assert_eq!(parsed.get_version_num(), 7);
-        assert_ne!(uuid_v7(), id);
+        let now = jiff::Timestamp::now();
+        let id = uuid_v7(now);
+        assert_eq!(id.get_version_num(), 7);
+        let (seconds, nanos) = id.get_timestamp().unwrap().to_unix();
+        assert_eq!(seconds as i64 * 1000 + i64::from(nanos / 1_000_000), now.as_millisecond());
+        assert_ne!(uuid_v7(now), id);
     }
 }

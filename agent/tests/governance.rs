@@ -34,7 +34,7 @@ fn changes(records: &[AuditRecord]) -> Vec<(String, ToolChange, Level)> {
         .filter(|r| r.event_type == EventType::ToolDefinitionChanged)
         .map(|r| {
             let c = r.governance.as_ref().unwrap().tool_change.clone().unwrap();
-            (r.tool_name.clone().unwrap(), c, r.level)
+            (r.tool_name.as_deref().unwrap().to_owned(), c, r.level)
         })
         .collect()
 }
@@ -43,7 +43,7 @@ fn denials(records: &[AuditRecord]) -> Vec<(Option<String>, Decision)> {
     records
         .iter()
         .filter(|r| r.event_type == EventType::PolicyDenied)
-        .map(|r| (r.tool_name.clone(), r.governance.as_ref().unwrap().decision.clone().unwrap()))
+        .map(|r| (r.tool_name.as_deref().map(str::to_owned), r.governance.as_ref().unwrap().decision.clone().unwrap()))
         .collect()
 }
 
@@ -115,6 +115,13 @@ async fn a_rug_pull_is_recorded_and_blocked_as_the_tool_policy_says() {
             .filter_map(|r| r.tool_id.as_deref())
             .collect();
         assert_eq!(echo_ids.first().copied(), Some(format!("test-server/echo@{echo_hash}").as_str()), "{case}");
+        // A call after the changed list names the new definition.
+        let new_hash = echo_change.hash.as_deref().unwrap();
+        assert_eq!(
+            echo_ids.last().copied(),
+            Some(format!("test-server/echo@{new_hash}").as_str()),
+            "{case}: {echo_ids:?}"
+        );
 
         if policy == ToolPolicy::Block {
             assert_eq!(
@@ -250,7 +257,7 @@ async fn access_policies_filter_lists_and_refuse_calls_per_verified_user() {
             let mut v: Vec<_> = records
                 .iter()
                 .filter(|r| r.event_type == EventType::PolicyDenied && r.user_id.as_deref() == Some(user))
-                .map(|r| (r.tool_name.clone().unwrap(), r.governance.clone().unwrap().decision.unwrap()))
+                .map(|r| (r.tool_name.as_deref().unwrap().to_owned(), r.governance.clone().unwrap().decision.unwrap()))
                 .filter(|(_, d)| d.action == action)
                 .map(|(t, d)| (t, d.rule.unwrap(), d.enforced))
                 .collect();

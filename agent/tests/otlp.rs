@@ -102,8 +102,8 @@ fn check_log_record(
     let record = by_uid.get(uid).unwrap_or_else(|| panic!("OTLP record {uid} is not in the JSON lines sink"));
     assert_eq!(log["eventName"], record.event_type.as_str());
     assert_eq!(log["severityText"], record.level.as_str());
-    assert_eq!(trace_hex(&log["traceId"]), record.correlation_id);
-    assert_eq!(trace_hex(&log["spanId"]), record.span_id);
+    assert_eq!(trace_hex(&log["traceId"]), record.correlation_id.to_string());
+    assert_eq!(trace_hex(&log["spanId"]), record.span_id.to_string());
     let ts: u128 = log["timeUnixNano"].as_str().unwrap().parse().unwrap();
     assert_eq!(ts as i128, record.timestamp.as_nanosecond());
     assert!(log["observedTimeUnixNano"].as_str().unwrap().parse::<u128>().unwrap() > 0);
@@ -112,17 +112,17 @@ fn check_log_record(
     assert_eq!(a["mcpledger.server.name"], "test-server");
     assert_eq!(a["client.address"], "127.0.0.1");
     if let Some(m) = &record.method {
-        assert_eq!(a["mcp.method.name"], m.as_str());
+        assert_eq!(a["mcp.method.name"], &**m);
     }
     if let Some(t) = &record.tool_name {
-        assert_eq!(a["gen_ai.tool.name"], t.as_str());
+        assert_eq!(a["gen_ai.tool.name"], &**t);
         assert_eq!(a["gen_ai.operation.name"], "execute_tool");
     }
     if let Some(id) = &record.request_id.jsonrpc {
         assert_eq!(a["jsonrpc.request.id"], id.as_str());
     }
     if let Some(s) = &record.session_id {
-        assert_eq!(a["mcp.session.id"], s.as_str());
+        assert_eq!(a["mcp.session.id"], &**s);
     }
     if let Some(e) = &record.error {
         assert_eq!(a["error.type"], e.kind.as_str());
@@ -148,7 +148,7 @@ async fn otlp_http_protobuf_into_oteltap() {
         text.lines().filter(|l| l.starts_with('{')).map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(logs.len(), records.len(), "every record arrives once");
     assert!(!text.contains("AKIAIOSFODNN7EXAMPLE"), "a credential reached the collector");
-    let by_uid: HashMap<String, _> = records.iter().map(|r| (r.request_id.unique.clone(), r)).collect();
+    let by_uid: HashMap<String, _> = records.iter().map(|r| (r.request_id.unique.to_string(), r)).collect();
     for log in &logs {
         check_log_record(log, &by_uid, |v| v.as_str().unwrap().to_owned());
     }
@@ -183,7 +183,7 @@ async fn otlp_grpc_with_retries_into_the_official_types() {
         }
     }
     assert_eq!(logs.len(), records.len(), "every record arrives once, the refused batches after retries");
-    let by_uid: HashMap<String, _> = records.iter().map(|r| (r.request_id.unique.clone(), r)).collect();
+    let by_uid: HashMap<String, _> = records.iter().map(|r| (r.request_id.unique.to_string(), r)).collect();
     for log in &logs {
         check_log_record(log, &by_uid, |v| hex(&decode_base64(v.as_str().unwrap())));
     }

@@ -8,7 +8,7 @@
 
 use std::io::Write as _;
 
-use crate::record::{AuditRecord, RecordError, RedactionSummary, RequestId, ServerIdentity};
+use crate::record::{AuditRecord, HexId, RecordError, RedactionSummary, RequestId, ServerIdentity};
 
 impl AuditRecord {
     /// Appends the record as compact JSON (no newline), as `serde_json::to_writer` would.
@@ -72,13 +72,17 @@ impl AuditRecord {
         o.name("identitySource", identity_source.as_str());
         o.opt_str("toolId", tool_id);
         o.opt_str("toolName", tool_name);
-        o.str("correlationId", correlation_id);
-        o.str("spanId", span_id);
+        o.id("correlationId", correlation_id);
+        o.id("spanId", span_id);
         let RequestId { jsonrpc, unique } = request_id;
         o.key("requestId");
         let mut r = Object::open(o.out);
         r.opt_str("jsonrpc", jsonrpc);
-        r.str("unique", unique);
+        r.key("unique");
+        r.out.push(b'"');
+        let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        r.out.extend_from_slice(unique.hyphenated().encode_lower(&mut text).as_bytes());
+        r.out.push(b'"');
         r.close();
         o.opt_str("sessionId", session_id);
         o.opt_str("method", method);
@@ -191,9 +195,17 @@ impl<'a> Object<'a> {
         self.out.push(b'"');
     }
 
-    fn opt_str(&mut self, name: &'static str, value: &Option<String>) {
+    /// A trace or span id: hex digits, nothing to escape.
+    fn id<const N: usize>(&mut self, name: &'static str, id: &HexId<N>) {
+        self.key(name);
+        self.out.push(b'"');
+        id.write_hex(self.out);
+        self.out.push(b'"');
+    }
+
+    fn opt_str<S: AsRef<str>>(&mut self, name: &'static str, value: &Option<S>) {
         if let Some(v) = value {
-            self.str(name, v);
+            self.str(name, v.as_ref());
         }
     }
 

@@ -9,6 +9,7 @@
 pub mod access;
 pub mod common;
 pub mod config;
+pub mod ids;
 mod json_line;
 pub mod merge;
 pub mod record;

@@ -12,6 +12,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::common::Transport;
+pub use crate::ids::{HexId, SpanId, TraceId};
 
 fn no_headers(headers: &Arc<BTreeMap<Arc<str>, Arc<str>>>) -> bool {
     headers.is_empty()
@@ -75,12 +76,15 @@ pub struct AuditRecord {
     pub level: Level,
     /// What happened.
     pub event_type: EventType,
+    // The text fields a record shares with other records (the method, tool, session, protocol
+    // revision and client of one call, the kind of a body) are `Arc<str>`: the processor
+    // keeps one copy of each and every record that names it holds a reference.
     /// HTTP status of the response that carried (or answered) the message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_code: Option<u16>,
     /// Content type of the message's HTTP body: `json`, `sse`, `text`, `empty` or `other`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub response_type: Option<String>,
+    pub response_type: Option<Arc<str>>,
     // Shared: every record of one HTTP message (each event of an SSE stream, each message
     // of a batch) carries the same map, redacted once.
     /// HTTP headers of the leg, after redaction (lower-case names).
@@ -99,28 +103,30 @@ pub struct AuditRecord {
     pub identity_source: IdentitySource,
     /// `<server>/<tool>@<definitionHash>` for tool calls.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tool_id: Option<String>,
+    pub tool_id: Option<Arc<str>>,
     /// Tool name for `tools/call`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tool_name: Option<String>,
+    pub tool_name: Option<Arc<str>>,
     /// W3C trace id (32 lower-case hex digits), shared by every leg of a call.
-    pub correlation_id: String,
+    #[schemars(with = "String")]
+    pub correlation_id: TraceId,
     /// W3C span id (16 lower-case hex digits) of this leg.
-    pub span_id: String,
+    #[schemars(with = "String")]
+    pub span_id: SpanId,
     /// The JSON-RPC id (when the message has one) and a unique id for this message.
     pub request_id: RequestId,
     /// `Mcp-Session-Id`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub session_id: Option<String>,
+    pub session_id: Option<Arc<str>>,
     /// JSON-RPC method (for a response: the method of its request).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub method: Option<String>,
+    pub method: Option<Arc<str>>,
     /// MCP protocol revision in use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub protocol_version: Option<String>,
+    pub protocol_version: Option<Arc<str>>,
     /// Peer address of the client (X-Forwarded-For only from trusted proxies).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_ip: Option<String>,
+    pub client_ip: Option<Arc<str>>,
     /// Which way the message went.
     pub direction: Direction,
     /// MCP transport.
@@ -383,7 +389,8 @@ pub struct RequestId {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jsonrpc: Option<String>,
     /// A unique id (UUID v7) for this message leg.
-    pub unique: String,
+    #[schemars(with = "String")]
+    pub unique: uuid::Uuid,
 }
 
 /// Which server handled the message.

@@ -77,7 +77,9 @@ impl Csv {
 
 /// The cells of one record, in `COLUMNS` order.
 pub fn row(r: &AuditRecord) -> Vec<String> {
-    let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+    fn opt<S: AsRef<str>>(v: &Option<S>) -> String {
+        v.as_ref().map(|s| s.as_ref().to_owned()).unwrap_or_default()
+    }
     vec![
         r.timestamp.to_string(),
         r.observed_timestamp.to_string(),
@@ -91,10 +93,10 @@ pub fn row(r: &AuditRecord) -> Vec<String> {
         r.identity_source.as_str().to_owned(),
         opt(&r.tool_id),
         opt(&r.tool_name),
-        r.correlation_id.clone(),
-        r.span_id.clone(),
+        r.correlation_id.to_string(),
+        r.span_id.to_string(),
         opt(&r.request_id.jsonrpc),
-        r.request_id.unique.clone(),
+        r.request_id.unique.to_string(),
         opt(&r.session_id),
         opt(&r.method),
         opt(&r.protocol_version),
@@ -161,7 +163,7 @@ mod tests {
         let record: AuditRecord = serde_json::from_value(serde_json::json!({
             "timestamp": "2026-11-24T10:00:00Z", "observedTimestamp": "2026-11-24T10:00:00Z", "level": "INFO",
             "eventType": "mcp-request", "identitySource": "unverified", "correlationId": "4bf92f3577b34da6a3ce929d0e0e4736",
-            "spanId": "00f067aa0ba902b7", "requestId": {"unique": "u-1"}, "method": "tools/call",
+            "spanId": "00f067aa0ba902b7", "requestId": {"unique": "0193a0c4-0000-7000-8000-000000000001"}, "method": "tools/call",
             "direction": "client-to-server", "transport": "streamable-http", "server": {"name": "github"},
             "bodyBytes": 10, "bodyTruncated": false, "redaction": {}
         }))
@@ -176,6 +178,8 @@ mod tests {
         assert_eq!(rows.len(), 4, "{text}");
         assert_eq!(rows[0], COLUMNS.join(","));
         assert!(rows[1..].iter().all(|r| r.contains(",tools/call,") && r.contains(",github,")), "{text}");
+        assert!(rows[1].contains(",4bf92f3577b34da6a3ce929d0e0e4736,00f067aa0ba902b7,"), "ids as hex: {text}");
+        assert!(rows[1].contains(",0193a0c4-0000-7000-8000-000000000001,"), "{text}");
         std::fs::remove_file(path).unwrap();
     }
 }

@@ -168,10 +168,6 @@ fn nanos(ts: jiff::Timestamp) -> u64 {
     u64::try_from(ts.as_nanosecond()).unwrap_or(0)
 }
 
-fn hex_bytes(hex: &str) -> Vec<u8> {
-    (0..hex.len() / 2).filter_map(|i| u8::from_str_radix(hex.get(i * 2..i * 2 + 2)?, 16).ok()).collect()
-}
-
 /// One audit record as an OTLP LogRecord.
 pub fn log_record(r: &AuditRecord) -> proto::LogRecord {
     let mut a = Vec::with_capacity(32);
@@ -181,32 +177,32 @@ pub fn log_record(r: &AuditRecord) -> proto::LogRecord {
         }
     };
     push(attr::EVENT_TYPE, Some(string(r.event_type.as_str())));
-    push(attr::MCP_METHOD_NAME, r.method.clone().map(string));
-    push(attr::MCP_SESSION_ID, r.session_id.clone().map(string));
-    push(attr::MCP_PROTOCOL_VERSION, r.protocol_version.clone().map(string));
-    push(attr::JSONRPC_REQUEST_ID, r.request_id.jsonrpc.clone().map(string));
+    push(attr::MCP_METHOD_NAME, r.method.as_deref().map(string));
+    push(attr::MCP_SESSION_ID, r.session_id.as_deref().map(string));
+    push(attr::MCP_PROTOCOL_VERSION, r.protocol_version.as_deref().map(string));
+    push(attr::JSONRPC_REQUEST_ID, r.request_id.jsonrpc.as_deref().map(string));
     push(attr::JSONRPC_PROTOCOL_VERSION, Some(string("2.0")));
-    push(attr::REQUEST_UID, Some(string(r.request_id.unique.clone())));
-    push(attr::GEN_AI_TOOL_NAME, r.tool_name.clone().map(string));
+    push(attr::REQUEST_UID, Some(string(r.request_id.unique.to_string())));
+    push(attr::GEN_AI_TOOL_NAME, r.tool_name.as_deref().map(string));
     if r.tool_name.is_some() {
         push(attr::GEN_AI_OPERATION_NAME, Some(string("execute_tool")));
     }
-    push(attr::TOOL_ID, r.tool_id.clone().map(string));
+    push(attr::TOOL_ID, r.tool_id.as_deref().map(string));
     push(attr::HTTP_RESPONSE_STATUS_CODE, r.response_code.map(|c| int(i64::from(c))));
-    push(attr::RESPONSE_TYPE, r.response_type.clone().map(string));
-    push(attr::CLIENT_ADDRESS, r.client_ip.clone().map(string));
+    push(attr::RESPONSE_TYPE, r.response_type.as_deref().map(string));
+    push(attr::CLIENT_ADDRESS, r.client_ip.as_deref().map(string));
     push(attr::NETWORK_TRANSPORT, Some(string("tcp")));
     push(attr::NETWORK_PROTOCOL_NAME, Some(string("http")));
-    push(attr::USER_ID, r.user_id.clone().map(string));
-    push(attr::TEAM_ID, r.team_id.clone().map(string));
-    push(attr::ORG_ID, r.org_id.clone().map(string));
+    push(attr::USER_ID, r.user_id.as_deref().map(string));
+    push(attr::TEAM_ID, r.team_id.as_deref().map(string));
+    push(attr::ORG_ID, r.org_id.as_deref().map(string));
     push(attr::IDENTITY_SOURCE, Some(string(r.identity_source.as_str())));
-    push(attr::CORRELATION_ID, Some(string(r.correlation_id.clone())));
+    push(attr::CORRELATION_ID, Some(string(r.correlation_id.to_string())));
     push(attr::DIRECTION, Some(string(r.direction.as_str())));
     push(attr::TRANSPORT, Some(string(r.transport.as_str())));
     push(attr::SERVER_NAME, Some(string(r.server.name.clone())));
-    push(attr::SERVER_NAMESPACE, r.server.namespace.clone().map(string));
-    push(attr::SERVER_VERSION, r.server.version.clone().map(string));
+    push(attr::SERVER_NAMESPACE, r.server.namespace.as_deref().map(string));
+    push(attr::SERVER_VERSION, r.server.version.as_deref().map(string));
     push(attr::DURATION_NS, r.duration_ns.map(|d| int(d.min(i64::MAX as u64) as i64)));
     push(attr::BODY_BYTES, Some(int(r.body_bytes.min(i64::MAX as u64) as i64)));
     push(attr::BODY_TRUNCATED, Some(AnyValue { value: Some(any_value::Value::BoolValue(r.body_truncated)) }));
@@ -216,17 +212,17 @@ pub fn log_record(r: &AuditRecord) -> proto::LogRecord {
     if !r.redaction.kinds.is_empty() {
         push(attr::REDACTION_KINDS, Some(string(serde_json::to_string(&r.redaction.kinds).unwrap_or_default())));
     }
-    push(attr::REDACTION_PAYLOAD_DROPPED, r.redaction.payload_dropped.clone().map(string));
+    push(attr::REDACTION_PAYLOAD_DROPPED, r.redaction.payload_dropped.as_deref().map(string));
     if let Some(e) = &r.error {
         push(attr::ERROR_TYPE, Some(string(e.kind.clone())));
         push(attr::RPC_RESPONSE_STATUS_CODE, e.code.map(|c| string(c.to_string())));
-        push(attr::ERROR_MESSAGE, e.message.clone().map(string));
+        push(attr::ERROR_MESSAGE, e.message.as_deref().map(string));
     }
     if let Some(g) = &r.governance {
         if let Some(d) = &g.decision {
             push(attr::POLICY_CONTROL, Some(string(d.control.clone())));
-            push(attr::POLICY_NAME, d.policy.clone().map(string));
-            push(attr::POLICY_RULE, d.rule.clone().map(string));
+            push(attr::POLICY_NAME, d.policy.as_deref().map(string));
+            push(attr::POLICY_RULE, d.rule.as_deref().map(string));
             push(attr::POLICY_MODE, Some(string(d.mode.clone())));
             push(attr::POLICY_ENFORCED, Some(AnyValue { value: Some(any_value::Value::BoolValue(d.enforced)) }));
             push(attr::POLICY_ACTION, Some(string(d.action.clone())));
@@ -234,9 +230,9 @@ pub fn log_record(r: &AuditRecord) -> proto::LogRecord {
         }
         if let Some(c) = &g.tool_change {
             push(attr::TOOL_CHANGE, Some(string(c.change.clone())));
-            push(attr::TOOL_APPROVED_HASH, c.approved_hash.clone().map(string));
-            push(attr::TOOL_PREVIOUS_HASH, c.previous_hash.clone().map(string));
-            push(attr::TOOL_HASH, c.hash.clone().map(string));
+            push(attr::TOOL_APPROVED_HASH, c.approved_hash.as_deref().map(string));
+            push(attr::TOOL_PREVIOUS_HASH, c.previous_hash.as_deref().map(string));
+            push(attr::TOOL_HASH, c.hash.as_deref().map(string));
             if !c.changed_fields.is_empty() {
                 push(attr::TOOL_CHANGED_FIELDS, Some(string(c.changed_fields.join(","))));
             }
@@ -257,8 +253,8 @@ pub fn log_record(r: &AuditRecord) -> proto::LogRecord {
         attributes: a,
         dropped_attributes_count: 0,
         flags: 1,
-        trace_id: hex_bytes(&r.correlation_id),
-        span_id: hex_bytes(&r.span_id),
+        trace_id: r.correlation_id.bytes().to_vec(),
+        span_id: r.span_id.bytes().to_vec(),
         event_name: r.event_type.as_str().to_owned(),
     }
 }

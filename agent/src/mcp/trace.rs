@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use mcp_ledger_crds::record::{HexId, SpanId, TraceId};
+
 /// A trace context: 16-byte trace id, 8-byte parent (span) id and flags.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TraceContext {
@@ -36,10 +38,10 @@ impl TraceContext {
         if version == "00" && parts.next().is_some() {
             return None;
         }
-        hex_u8(version)?;
-        let trace_id = hex_array::<16>(trace)?;
-        let span_id = hex_array::<8>(span)?;
-        let flags = hex_u8(flags)?;
+        HexId::<1>::parse(version)?;
+        let trace_id = TraceId::parse(trace)?.0;
+        let span_id = SpanId::parse(span)?.0;
+        let HexId([flags]) = HexId::<1>::parse(flags)?;
         if trace_id == [0; 16] || span_id == [0; 8] {
             return None;
         }
@@ -58,16 +60,6 @@ impl TraceContext {
     /// The same trace with a new span id: the context to send upstream from the agent.
     pub fn child(&self) -> Self {
         Self { span_id: random_span_id(), ..*self }
-    }
-
-    /// Trace id as 32 lower-case hex digits.
-    pub fn trace_id_hex(&self) -> String {
-        to_hex(&self.trace_id)
-    }
-
-    /// Span id as 16 lower-case hex digits.
-    pub fn span_id_hex(&self) -> String {
-        to_hex(&self.span_id)
     }
 
     /// The `traceparent` value, `00-<32 hex>-<16 hex>-<2 hex>`, on the stack (one per
@@ -98,31 +90,6 @@ pub fn random_span_id() -> [u8; 8] {
     }
 }
 
-/// The value of a lower-case hex digit (the W3C format has no upper case).
-fn nibble(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        _ => None,
-    }
-}
-
-fn hex_u8(s: &str) -> Option<u8> {
-    hex_array::<1>(s).map(|[b]| b)
-}
-
-fn hex_array<const N: usize>(s: &str) -> Option<[u8; N]> {
-    let bytes = s.as_bytes();
-    if bytes.len() != N * 2 {
-        return None;
-    }
-    let mut out = [0u8; N];
-    for (slot, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-        *slot = nibble(pair[0])? << 4 | nibble(pair[1])?;
-    }
-    Some(out)
-}
-
 /// Lower-case hex of bytes.
 pub fn to_hex(bytes: &[u8]) -> String {
     let mut out = vec![0; bytes.len() * 2];
@@ -151,8 +118,8 @@ mod tests {
     fn parses_the_spec_example_and_round_trips() {
         let v = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         let tc = TraceContext::parse(v).unwrap();
-        assert_eq!(tc.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
-        assert_eq!(tc.span_id_hex(), "00f067aa0ba902b7");
+        assert_eq!(HexId(tc.trace_id).to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(HexId(tc.span_id).to_string(), "00f067aa0ba902b7");
         assert_eq!(tc.flags, 1);
         assert_eq!(tc.to_string(), v);
         let child = tc.child();
