@@ -926,30 +926,30 @@ impl Processor {
     }
 
     /// `<server>/<tool>@<definitionHash>`, or `<server>/<tool>` before the tool was listed.
-    /// `server/tool`, with `@hash` once the tool's definition is known.
     fn tool_id(&self, tool: &str) -> Arc<str> {
-        let hash = self.governance.tool_hash(tool);
-        let mut ids = self.tool_ids.borrow_mut();
-        if let Some((made_with, id)) = ids.get(tool)
-            && *made_with == hash
-        {
-            return id.clone();
-        }
-        let server = &self.identity.name;
-        let mut id = String::with_capacity(server.len() + tool.len() + hash.as_ref().map_or(1, |h| h.len() + 2));
-        id.push_str(server);
-        id.push('/');
-        id.push_str(tool);
-        if let Some(hash) = &hash {
-            id.push('@');
-            id.push_str(hash);
-        }
-        let id = Arc::<str>::from(id);
-        // Tool names come from clients too: past the bound, ids are made per record.
-        if ids.len() < MAX_TOOL_LABELS || ids.contains_key(tool) {
-            ids.insert(tool.to_owned(), (hash, id.clone()));
-        }
-        id
+        self.governance.with_tool_hash(tool, |hash| {
+            let mut ids = self.tool_ids.borrow_mut();
+            if let Some((made_with, id)) = ids.get(tool)
+                && made_with.as_deref() == hash
+            {
+                return id.clone();
+            }
+            let server = &self.identity.name;
+            let mut id = String::with_capacity(server.len() + tool.len() + hash.map_or(1, |h| h.len() + 2));
+            id.push_str(server);
+            id.push('/');
+            id.push_str(tool);
+            if let Some(hash) = hash {
+                id.push('@');
+                id.push_str(hash);
+            }
+            let id = Arc::<str>::from(id);
+            // Tool names come from clients too: past the bound, ids are made per record.
+            if ids.len() < MAX_TOOL_LABELS || ids.contains_key(tool) {
+                ids.insert(tool.to_owned(), (hash.map(str::to_owned), id.clone()));
+            }
+            id
+        })
     }
 
     /// A `policy-denied` or `tool-definition-changed` record.

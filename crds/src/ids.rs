@@ -41,22 +41,26 @@ impl<const N: usize> HexId<N> {
         Some(Self(out))
     }
 
-    /// The hex digits, on the stack.
-    fn digits(&self) -> ([u8; MAX_DIGITS], usize) {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
+    /// `f` of the hex digits, written on the stack.
+    fn with_text<R>(&self, f: impl FnOnce(&str) -> R) -> R {
         const { assert!(2 * N <= MAX_DIGITS, "ids are at most 16 bytes") };
         let mut text = [0u8; MAX_DIGITS];
-        for (&b, pair) in self.0.iter().zip(text.chunks_exact_mut(2)) {
-            pair[0] = HEX[usize::from(b >> 4)];
-            pair[1] = HEX[usize::from(b & 15)];
-        }
-        (text, 2 * N)
+        hex_into(&self.0, &mut text);
+        f(std::str::from_utf8(&text[..2 * N]).expect("hex digits are ASCII"))
     }
 
     /// Appends the hex digits to `out`.
     pub fn write_hex(&self, out: &mut Vec<u8>) {
-        let (text, len) = self.digits();
-        out.extend_from_slice(&text[..len]);
+        self.with_text(|text| out.extend_from_slice(text.as_bytes()));
+    }
+}
+
+/// Writes the lower-case hex digits of `bytes` into `out` (twice as long).
+pub fn hex_into(bytes: &[u8], out: &mut [u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for (&b, pair) in bytes.iter().zip(out.chunks_exact_mut(2)) {
+        pair[0] = HEX[usize::from(b >> 4)];
+        pair[1] = HEX[usize::from(b & 15)];
     }
 }
 
@@ -70,8 +74,7 @@ fn nibble(b: u8) -> Option<u8> {
 
 impl<const N: usize> fmt::Display for HexId<N> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (text, len) = self.digits();
-        f.write_str(std::str::from_utf8(&text[..len]).expect("hex digits are ASCII"))
+        self.with_text(|text| f.write_str(text))
     }
 }
 
@@ -91,8 +94,7 @@ impl<const N: usize> std::str::FromStr for HexId<N> {
 
 impl<const N: usize> serde::Serialize for HexId<N> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let (text, len) = self.digits();
-        serializer.serialize_str(std::str::from_utf8(&text[..len]).expect("hex digits are ASCII"))
+        self.with_text(|text| serializer.serialize_str(text))
     }
 }
 

@@ -301,7 +301,6 @@ pub fn any_needs_escape(w: u64) -> bool {
 
 /// Writes `s` as a JSON string, escaped as serde_json escapes it.
 fn string(out: &mut Vec<u8>, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let bytes = s.as_bytes();
     let words = bytes.chunks_exact(8);
     let tail = words.remainder();
@@ -329,7 +328,11 @@ fn string(out: &mut Vec<u8>, s: &str) {
             b'\t' => out.extend_from_slice(b"\\t"),
             0x08 => out.extend_from_slice(b"\\b"),
             0x0c => out.extend_from_slice(b"\\f"),
-            _ => out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]),
+            _ => {
+                let mut escape = *b"\\u0000";
+                crate::ids::hex_into(&[b], &mut escape[4..]);
+                out.extend_from_slice(&escape);
+            }
         }
         start = i + 1;
     }

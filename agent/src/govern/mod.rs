@@ -179,9 +179,9 @@ impl Governance {
         r.blocks() || !r.access.is_empty()
     }
 
-    /// The definition hash of `tool` as last listed.
-    pub fn tool_hash(&self, tool: &str) -> Option<String> {
-        self.state().tools.get(tool).map(|t| t.hash.clone())
+    /// `f` of the definition hash of `tool` as last listed (read in place, under the lock).
+    pub fn with_tool_hash<R>(&self, tool: &str, f: impl FnOnce(Option<&str>) -> R) -> R {
+        f(self.state().tools.get(tool).map(|t| t.hash.as_str()))
     }
 
     /// The last complete tool list seen.

@@ -95,7 +95,7 @@ fn without_a_baseline_nothing_is_pinned() {
     let out = g.on_tools_list("s", true, &json!({"tools": [echo("x")]}), &NOBODY);
     assert!(out.events.is_empty() && out.hide.is_empty());
     assert!(g.check_request(&NOBODY, "tools/call", Some("echo")).refuse.is_none());
-    assert!(g.tool_hash("echo").is_some());
+    assert!(g.with_tool_hash("echo", |hash| hash.is_some()));
 }
 
 #[test]

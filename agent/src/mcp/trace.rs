@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use mcp_ledger_crds::ids::hex_into;
 use mcp_ledger_crds::record::{HexId, SpanId, TraceId};
 
 /// A trace context: 16-byte trace id, 8-byte parent (span) id and flags.
@@ -39,13 +40,13 @@ impl TraceContext {
             return None;
         }
         HexId::<1>::parse(version)?;
-        let trace_id = TraceId::parse(trace)?.0;
-        let span_id = SpanId::parse(span)?.0;
+        let trace_id = TraceId::parse(trace)?;
+        let span_id = SpanId::parse(span)?;
         let HexId([flags]) = HexId::<1>::parse(flags)?;
-        if trace_id == [0; 16] || span_id == [0; 8] {
+        if trace_id.is_zero() || span_id.is_zero() {
             return None;
         }
-        Some(Self { trace_id, span_id, flags })
+        Some(Self { trace_id: trace_id.0, span_id: span_id.0, flags })
     }
 
     /// A new random trace (sampled).
@@ -95,19 +96,6 @@ pub fn to_hex(bytes: &[u8]) -> String {
     let mut out = vec![0; bytes.len() * 2];
     hex_into(bytes, &mut out);
     String::from_utf8(out).expect("hex digits are ASCII")
-}
-
-/// Writes the lower-case hex of `bytes` into `out` (twice as long).
-fn hex_into(bytes: &[u8], out: &mut [u8]) {
-    for (&b, pair) in bytes.iter().zip(out.chunks_exact_mut(2)) {
-        pair.copy_from_slice(&hex_digits(b));
-    }
-}
-
-/// The two lower-case hex digits of a byte.
-fn hex_digits(b: u8) -> [u8; 2] {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    [DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 0xf)]]
 }
 
 #[cfg(test)]
