@@ -564,7 +564,12 @@ async fn run() {
             "one-core-each" => one_core_each(&work, secs).await,
             other => panic!("BENCH_ONLY={other}: expected `instructions` or `one-core-each`"),
         }
-        let _ = std::fs::remove_dir_all(&work);
+        // BENCH_KEEP keeps the work directory: the callgrind outputs, for callgrind_annotate.
+        if std::env::var_os("BENCH_KEEP").is_some() {
+            println!("\nkept {}", work.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&work);
+        }
         return;
     }
     let relay_port = free_port();
