@@ -564,12 +564,7 @@ async fn run() {
             "one-core-each" => one_core_each(&work, secs).await,
             other => panic!("BENCH_ONLY={other}: expected `instructions` or `one-core-each`"),
         }
-        // BENCH_KEEP keeps the work directory: the callgrind outputs, for callgrind_annotate.
-        if std::env::var_os("BENCH_KEEP").is_some() {
-            println!("\nkept {}", work.display());
-        } else {
-            let _ = std::fs::remove_dir_all(&work);
-        }
+        clean_up(&work);
         return;
     }
     let relay_port = free_port();
@@ -699,5 +694,15 @@ async fn run() {
         println!("\n[real SDK server] skipped: .venv missing (run `make peers`)");
     }
     instructions(up_port, &work).await;
-    let _ = std::fs::remove_dir_all(&work);
+    clean_up(&work);
+}
+
+/// Removes the work directory, or with BENCH_KEEP keeps it (the callgrind outputs, for
+/// callgrind_annotate) and says where it is.
+fn clean_up(work: &std::path::Path) {
+    if std::env::var_os("BENCH_KEEP").is_some() {
+        println!("\nkept {}", work.display());
+    } else {
+        let _ = std::fs::remove_dir_all(work);
+    }
 }
