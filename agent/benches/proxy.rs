@@ -557,12 +557,19 @@ async fn run() {
     let up_proc = started(&mut role_command(None, "upstream", up_port), up_port);
     let up_pid = up_proc.0.id();
     // BENCH_ONLY runs one section on its own, for an A/B comparison of two builds
-    // (with BENCH_AGENT_BIN): `instructions` or `one-core-each`.
+    // (with BENCH_AGENT_BIN): `instructions`, `one-core-each` or `latency`.
     if let Ok(only) = std::env::var("BENCH_ONLY") {
         match only.as_str() {
             "instructions" => instructions(up_port, &work).await,
             "one-core-each" => one_core_each(&work, secs).await,
-            other => panic!("BENCH_ONLY={other}: expected `instructions` or `one-core-each`"),
+            "latency" => {
+                let (relay_port, bare_port) = (free_port(), free_port());
+                let _relay = started(&mut forwarder_command(None, "tcp-relay", up_port, relay_port), relay_port);
+                let _bare = started(&mut bare_proxy_command(None, up_port, bare_port), bare_port);
+                let (_agent, agent_port, _) = agent(up_port, &work);
+                latency([up_port, relay_port, bare_port, agent_port], secs).await;
+            }
+            other => panic!("BENCH_ONLY={other}: expected `instructions`, `one-core-each` or `latency`"),
         }
         clean_up(&work);
         return;
@@ -585,46 +592,7 @@ async fn run() {
 
     println!("mcp-ledger proxy benchmark ({secs} s per measurement, 2 cores shared by load, agent and upstream)");
     println!("\n[agent at rest]  {idle_wakeups:.1} context switches/s, CPU {:.2} % of a core", idle_cpu * 100.0);
-    println!("\n[echo-speed MCP upstream, latency at 1000 req/s: 16 connections, open loop]");
-    let ports = [up_port, relay_port, bare_port, agent_port];
-    // Warm up every path (connections, pools) at a gentle rate.
-    for port in ports {
-        fixed_rate(port, "/mcp", 500, 16, 0.5).await;
-    }
-    // Alternate short rounds, so a burst of load from the machine's other tenants falls on
-    // every path rather than on whichever was being measured then.
-    let mut lat: [Vec<f64>; 4] = Default::default();
-    let round = secs / LATENCY_ROUNDS as f64;
-    for _ in 0..LATENCY_ROUNDS {
-        for (l, port) in lat.iter_mut().zip(ports) {
-            l.extend(fixed_rate(port, "/mcp", 1000, 16, round).await);
-        }
-    }
-    for l in &mut lat {
-        l.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    }
-    let [ld, lr, lb, la] = &lat;
-    let line = |name: &str, l: &[f64]| {
-        println!("  {name:<13} p50 {:>8.1} µs   p99 {:>8.1} µs   ({} requests)", pct(l, 0.5), pct(l, 0.99), l.len())
-    };
-    line("direct", ld);
-    line("tcp relay", lr);
-    line("bare proxy", lb);
-    line("via agent", la);
-    println!(
-        "  added         p50 {:>8.1} µs   p99 {:>8.1} µs   (target: p99 added <= 200 µs)",
-        pct(la, 0.5) - pct(ld, 0.5),
-        pct(la, 0.99) - pct(ld, 0.99)
-    );
-    let hop = |name: &str, l: &[f64]| {
-        println!(
-            "  of which {name} p50 {:.1} µs, p99 {:.1} µs",
-            pct(l, 0.5) - pct(ld, 0.5),
-            pct(l, 0.99) - pct(ld, 0.99)
-        )
-    };
-    hop("a bare hyper hop (the same server and client, forwarding only)", lb);
-    hop("a TCP relay (bytes copied, nothing parsed)", lr);
+    latency([up_port, relay_port, bare_port, agent_port], secs).await;
     // Memory at that steady rate, before any burst: what a sidecar holds in normal use.
     let rss_steady = rss_mib(pid);
 
@@ -695,6 +663,50 @@ async fn run() {
     }
     instructions(up_port, &work).await;
     clean_up(&work);
+}
+
+/// p50 and p99 at 1000 requests/s on each of `ports` (direct, TCP relay, bare proxy,
+/// agent), in alternating rounds.
+async fn latency(ports: [u16; 4], secs: f64) {
+    println!("\n[echo-speed MCP upstream, latency at 1000 req/s: 16 connections, open loop]");
+    // Warm up every path (connections, pools) at a gentle rate.
+    for port in ports {
+        fixed_rate(port, "/mcp", 500, 16, 0.5).await;
+    }
+    // Alternate short rounds, so a burst of load from the machine's other tenants falls on
+    // every path rather than on whichever was being measured then.
+    let mut lat: [Vec<f64>; 4] = Default::default();
+    let round = secs / LATENCY_ROUNDS as f64;
+    for _ in 0..LATENCY_ROUNDS {
+        for (l, port) in lat.iter_mut().zip(ports) {
+            l.extend(fixed_rate(port, "/mcp", 1000, 16, round).await);
+        }
+    }
+    for l in &mut lat {
+        l.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    }
+    let [ld, lr, lb, la] = &lat;
+    let line = |name: &str, l: &[f64]| {
+        println!("  {name:<13} p50 {:>8.1} µs   p99 {:>8.1} µs   ({} requests)", pct(l, 0.5), pct(l, 0.99), l.len())
+    };
+    line("direct", ld);
+    line("tcp relay", lr);
+    line("bare proxy", lb);
+    line("via agent", la);
+    println!(
+        "  added         p50 {:>8.1} µs   p99 {:>8.1} µs   (target: p99 added <= 200 µs)",
+        pct(la, 0.5) - pct(ld, 0.5),
+        pct(la, 0.99) - pct(ld, 0.99)
+    );
+    let hop = |name: &str, l: &[f64]| {
+        println!(
+            "  of which {name} p50 {:.1} µs, p99 {:.1} µs",
+            pct(l, 0.5) - pct(ld, 0.5),
+            pct(l, 0.99) - pct(ld, 0.99)
+        )
+    };
+    hop("a bare hyper hop (the same server and client, forwarding only)", lb);
+    hop("a TCP relay (bytes copied, nothing parsed)", lr);
 }
 
 /// Removes the work directory, or with BENCH_KEEP keeps it (the callgrind outputs, for

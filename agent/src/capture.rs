@@ -365,13 +365,15 @@ const MAX_SEEN_EVENTS: usize = 65_536;
 const MAX_TOOL_LABELS: usize = 256;
 
 /// The texts that one record after another repeats (the client's address, the protocol
-/// revision, the session), each kept as the last record had it: the next record that names
-/// the same one shares it instead of copying it.
+/// revision, the session, the method and tool called), each kept as the last record had
+/// it: the next record that names the same one shares it instead of copying it.
 #[derive(Default)]
 struct Repeated {
     client_ip: RefCell<Option<(IpAddr, Arc<str>)>>,
     protocol: LastText,
     session: LastText,
+    method: LastText,
+    tool: LastText,
 }
 
 impl Repeated {
@@ -401,6 +403,11 @@ impl LastText {
     }
 }
 
+/// A map by exchange number. The agent counts exchanges itself, so a client cannot pick
+/// colliding keys: a fast hash is enough (the maps keyed by what clients send keep
+/// SipHash).
+type ByExchange<V> = HashMap<u64, V, foldhash::fast::RandomState>;
+
 /// Turns captured traffic into audit records.
 pub struct Processor {
     transport: Transport,
@@ -408,14 +415,14 @@ pub struct Processor {
     metrics: Metrics,
     pending: HashMap<(Scope, String), Pending>,
     pending_order: VecDeque<(Instant, (Scope, String))>,
-    stream_sessions: HashMap<u64, String>,
+    stream_sessions: ByExchange<String>,
     seen_events: HashSet<(String, String)>,
     seen_order: VecDeque<(String, String)>,
     sessions: HashSet<Scope>,
-    exchange_requests: HashMap<u64, Vec<String>>,
+    exchange_requests: ByExchange<Vec<String>>,
     /// Exchanges whose SSE events carried ids: a client that leaves them can resume with
     /// `Last-Event-ID`, so its requests stay open.
-    resumable: HashSet<u64>,
+    resumable: HashSet<u64, foldhash::fast::RandomState>,
     tool_labels: HashSet<String>,
     /// The server as records name it (shared by them; its version is learnt from
     /// `initialize`).
@@ -445,12 +452,12 @@ impl Processor {
             metrics,
             pending: HashMap::new(),
             pending_order: VecDeque::new(),
-            stream_sessions: HashMap::new(),
+            stream_sessions: ByExchange::default(),
             seen_events: HashSet::new(),
             seen_order: VecDeque::new(),
             sessions: HashSet::new(),
-            exchange_requests: HashMap::new(),
-            resumable: HashSet::new(),
+            exchange_requests: ByExchange::default(),
+            resumable: HashSet::default(),
             tool_labels: HashSet::new(),
             protocol_version: None,
             repeated: Repeated::default(),
@@ -517,7 +524,7 @@ impl Processor {
         let key = self.key_for(ex);
         let per_message = wire_bytes / messages.len().max(1) as u64;
         for msg in messages {
-            let method: Arc<str> = msg.method().unwrap_or_default().into();
+            let method = self.repeated.method.get(msg.method().unwrap_or_default());
             let (event, level) = match msg.kind {
                 Kind::Request => (EventType::McpRequest, Level::Info),
                 Kind::Notification => (EventType::McpNotification, Level::Info),
@@ -531,7 +538,7 @@ impl Processor {
             let mut r = self.record(ex, event, level, Direction::ClientToServer, trace, head_headers);
             r.method = Some(method.clone());
             r.request_id.jsonrpc = msg.id_text();
-            r.tool_name = msg.tool_name().map(Arc::from);
+            r.tool_name = msg.tool_name().map(|t| self.repeated.tool.get(t));
             r.tool_id = r.tool_name.as_deref().map(|t| self.tool_id(t));
             if let Some(v) = msg.protocol_version() {
                 r.protocol_version = Some(self.repeated.protocol.get(v));
@@ -551,7 +558,7 @@ impl Processor {
                 );
                 self.exchange_requests.entry(ex.id).or_default().push(id);
             }
-            self.finish_body(&mut r, msg.value);
+            self.finish_body(&mut r, msg.value, msg.text);
             out.push(r);
         }
     }
@@ -669,7 +676,7 @@ impl Processor {
                     if msg.method() == Some("notifications/tools/list_changed") {
                         self.tool_labels.clear();
                     }
-                    self.finish_body(&mut r, msg.value);
+                    self.finish_body(&mut r, msg.value, msg.text);
                     out.push(r);
                 }
             }
@@ -775,7 +782,7 @@ impl Processor {
         }
         // Session start: the server assigned a session in its answer to initialize.
         let new_session = head.and_then(|h| h.session_id.clone()).filter(|_| method.as_deref() == Some("initialize"));
-        self.finish_body(&mut r, msg.value);
+        self.finish_body(&mut r, msg.value, msg.text);
         out.push(r);
         if let Some(session) = new_session
             && self.sessions.insert(Scope::Session(session.clone()))
@@ -1099,8 +1106,9 @@ impl Processor {
     }
 
     /// Redacts the message into the record's body; an error record also gets its message
-    /// from the redacted body.
-    fn finish_body(&self, r: &mut AuditRecord, mut body: Node<'_>) {
+    /// from the redacted body. A compact message that redaction left alone is kept as its
+    /// own `text`, not written again.
+    fn finish_body(&self, r: &mut AuditRecord, mut body: Node<'_>, text: Option<&str>) {
         let outcome = self.redactor.node(&mut body, &mut r.redaction.kinds);
         for (kind, n) in &r.redaction.kinds {
             self.metrics.redactions.with_label_values(&[redaction_label(kind)]).inc_by(u64::from(*n));
@@ -1112,9 +1120,14 @@ impl Processor {
         if let Some(e) = r.error.as_mut() {
             e.message = error_message(&body);
         }
-        // Redaction rarely lengthens a message: its size on the wire is room enough.
-        let size = usize::try_from(r.body_bytes).unwrap_or(0).min(1 << 20) + 16;
-        r.body = Some(RawJson::from_written(body.to_json_sized(size)));
+        r.body = Some(match text {
+            Some(text) if !outcome.changed => RawJson::from_compact(text),
+            _ => {
+                // Redaction rarely lengthens a message: its size on the wire is room enough.
+                let size = usize::try_from(r.body_bytes).unwrap_or(0).min(1 << 20) + 16;
+                RawJson::from_written(body.to_json_sized(size))
+            }
+        });
     }
 }
 

@@ -68,16 +68,23 @@ impl<'a> Node<'a> {
     /// Parses one JSON document: UTF-8, only whitespace around it, nesting at most 127
     /// deep (`serde_json`'s limit).
     pub fn parse(bytes: &'a [u8]) -> Result<Self, JsonError> {
+        Self::parse_keeping_compact(bytes).map(|(node, _)| node)
+    }
+
+    /// [`Node::parse`], and the text itself when it is compact: no whitespace outside its
+    /// strings, so that it is a JSON writer's compact output of the same value (escapes
+    /// and number forms aside) and can stand for it.
+    pub fn parse_keeping_compact(bytes: &'a [u8]) -> Result<(Self, Option<&'a str>), JsonError> {
         // Checked once, whole: JSON outside strings is ASCII, so invalid UTF-8 anywhere is a
         // refusal, in a string or not, and a string's content is then a slice of this text.
         let text = std::str::from_utf8(bytes).map_err(|e| JsonError { what: "invalid UTF-8", at: e.valid_up_to() })?;
-        let mut parser = Parser { text, at: 0, depth: 0 };
+        let mut parser = Parser { text, at: 0, depth: 0, spaced: false };
         let node = parser.value()?;
         parser.skip_whitespace();
         if parser.at < bytes.len() {
             return Err(parser.error("trailing characters"));
         }
-        Ok(node)
+        Ok((node, (!parser.spaced).then_some(text)))
     }
 
     /// A string value.
@@ -235,6 +242,8 @@ struct Parser<'a> {
     text: &'a str,
     at: usize,
     depth: u32,
+    /// Whether whitespace was skipped anywhere.
+    spaced: bool,
 }
 
 impl<'a> Parser<'a> {
@@ -253,6 +262,7 @@ impl<'a> Parser<'a> {
     fn skip_whitespace(&mut self) {
         while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
             self.at += 1;
+            self.spaced = true;
         }
     }
 

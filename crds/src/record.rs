@@ -31,6 +31,14 @@ impl RawJson {
         Self(text.into())
     }
 
+    /// Keeps a copy of `text`, JSON the caller parsed whole and found compact (no
+    /// whitespace outside its strings): checked in debug builds only.
+    pub fn from_compact(text: &str) -> Self {
+        debug_assert!(serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok(), "not JSON: {text}");
+        debug_assert!(!text.contains('\n'), "not compact: {text}");
+        Self(text.into())
+    }
+
     /// From a value (its compact text).
     pub fn from_value(value: &serde_json::Value) -> Self {
         Self(value.to_string().into())

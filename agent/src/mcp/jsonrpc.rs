@@ -29,6 +29,10 @@ pub struct Message<'a> {
     pub kind: Kind,
     /// The whole message as parsed (borrowing from the body).
     pub value: Node<'a>,
+    /// The message's text, when it is the whole body and compact (see
+    /// [`Node::parse_keeping_compact`]): what a record can carry unless redaction changed
+    /// the message.
+    pub text: Option<&'a str>,
 }
 
 /// Why a body is not MCP. Each variant has a low-cardinality name for metrics and records.
@@ -61,7 +65,7 @@ pub fn parse(body: &[u8]) -> Result<Vec<Message<'_>>, ParseError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ParseError::Empty);
     }
-    let value = Node::parse(body).map_err(|e| ParseError::NotJson(e.to_string()))?;
+    let (value, text) = Node::parse_keeping_compact(body).map_err(|e| ParseError::NotJson(e.to_string()))?;
     match value {
         Node::Array(items) => {
             if items.is_empty() {
@@ -69,7 +73,7 @@ pub fn parse(body: &[u8]) -> Result<Vec<Message<'_>>, ParseError> {
             }
             items.into_iter().map(classify).collect()
         }
-        other => Ok(vec![classify(other)?]),
+        other => Ok(vec![Message { text, ..classify(other)? }]),
     }
 }
 
@@ -103,7 +107,7 @@ pub fn classify(value: Node<'_>) -> Result<Message<'_>, ParseError> {
     } else {
         return Err(ParseError::NotJsonRpc("neither method, result nor error"));
     };
-    Ok(Message { kind, value })
+    Ok(Message { kind, value, text: None })
 }
 
 impl<'a> Message<'a> {

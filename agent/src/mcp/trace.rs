@@ -21,28 +21,21 @@ impl TraceContext {
     /// anything malformed, an all-zero id or the invalid version `ff`, as the W3C
     /// specification asks.
     pub fn parse(value: &str) -> Option<Self> {
-        let value = value.trim();
-        let mut parts = value.split('-');
-        let version = parts.next()?;
-        let trace = parts.next()?;
-        let span = parts.next()?;
-        let flags = parts.next()?;
-        if version.len() != 2
-            || version.eq_ignore_ascii_case("ff")
-            || trace.len() != 32
-            || span.len() != 16
-            || flags.len() != 2
-        {
+        // The fields sit at fixed offsets: `vv-` `<32>-` `<16>-` `ff`, then (versions after
+        // 00 only) more fields after a `-`. A `-` inside a field fails its hex digits.
+        let text = value.trim();
+        let b = text.as_bytes();
+        if b.len() < 55 || b[2] != b'-' || b[35] != b'-' || b[52] != b'-' {
             return None;
         }
-        // Version 00 has exactly four fields; later versions may add more.
-        if version == "00" && parts.next().is_some() {
+        let version = &text[..2];
+        if version.eq_ignore_ascii_case("ff") || b.len() > 55 && (version == "00" || b[55] != b'-') {
             return None;
         }
         HexId::<1>::parse(version)?;
-        let trace_id = TraceId::parse(trace)?;
-        let span_id = SpanId::parse(span)?;
-        let HexId([flags]) = HexId::<1>::parse(flags)?;
+        let trace_id = TraceId::parse(&text[3..35])?;
+        let span_id = SpanId::parse(&text[36..52])?;
+        let HexId([flags]) = HexId::<1>::parse(&text[53..55])?;
         if trace_id.is_zero() || span_id.is_zero() {
             return None;
         }
@@ -126,11 +119,21 @@ mod tests {
             "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
             "00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-011",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b-701",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-600f067aa0ba902b7-01",
+            "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "0-04bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01extra",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0é",
         ] {
             assert_eq!(TraceContext::parse(bad), None, "{bad}");
         }
         // A future version may carry more fields.
         assert!(TraceContext::parse("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra").is_some());
+        // Surrounding whitespace is not part of the value.
+        assert!(TraceContext::parse(" 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\t").is_some());
     }
 
     #[test]

@@ -71,6 +71,9 @@ pub struct PolicyError(pub Vec<String>);
 pub struct Outcome {
     /// Set when a rule asked for the whole payload to be dropped (the rule's name).
     pub drop_payload: Option<String>,
+    /// Whether anything in the message was replaced or removed: if not, the message's
+    /// own text is its redacted form.
+    pub changed: bool,
 }
 
 /// A compiled redaction policy, swapped whole on reload.
@@ -379,11 +382,16 @@ impl Redactor {
                 Scan::Clean => Fate::Keep,
                 Scan::Replaced(r) => {
                     *s = Text::owned(r);
+                    outcome.changed = true;
                     Fate::Keep
                 }
-                Scan::Drop => Fate::Drop,
+                Scan::Drop => {
+                    outcome.changed = true;
+                    Fate::Drop
+                }
                 Scan::DropPayload(kind) => {
                     outcome.drop_payload.get_or_insert(kind);
+                    outcome.changed = true;
                     Fate::Keep
                 }
             },
@@ -406,7 +414,7 @@ impl Redactor {
                 let track = !self.json_paths.is_empty();
                 let mut dropped = Vec::new();
                 for (i, (key, v)) in members.iter_mut().enumerate() {
-                    let secret_key = self.key(key, summary);
+                    let secret_key = self.key(key, summary, outcome);
                     if track {
                         path.push(jsonpath::Step::Key(key.as_str().to_owned()));
                     }
@@ -438,7 +446,7 @@ impl Redactor {
 
     /// Redacts an object key as any string, and says whether (as redacted) it names a
     /// secret.
-    fn key(&self, key: &mut Text<'_>, summary: &mut BTreeMap<String, u32>) -> bool {
+    fn key(&self, key: &mut Text<'_>, summary: &mut BTreeMap<String, u32>, outcome: &mut Outcome) -> bool {
         if let Some(secret) = Remembered::with(self.id, |r| r.keys.get(key.as_str()).copied()) {
             return secret;
         }
@@ -453,10 +461,12 @@ impl Redactor {
             Scan::Replaced(r) => *key = Text::owned(r),
             Scan::Drop | Scan::DropPayload(_) => *key = Text::from("[REDACTED]"),
         }
+        outcome.changed = true;
         is_secret_key(key.as_str())
     }
 
     fn apply_whole(&self, value: &mut Node<'_>, kind: &str, action: Action, outcome: &mut Outcome) -> Fate {
+        outcome.changed = true;
         match action {
             Action::Mask => {
                 *value = Node::string(format!("[REDACTED:{kind}]"));
@@ -928,7 +938,7 @@ mod tests {
         let r = Redactor::compile(&policy, Some(key)).unwrap();
         let mut summary = BTreeMap::new();
         let mut v = json!({"params": {"arguments": {"card": "x", "who": "ana@example.com", "again": "ana@example.com", "id": "EMP-123456", "other": "bob@example.org"}}});
-        assert_eq!(r.json(&mut v, &mut summary), Outcome::default());
+        assert_eq!(r.json(&mut v, &mut summary), Outcome { drop_payload: None, changed: true });
         let args = &v["params"]["arguments"];
         assert!(args.get("card").is_none(), "dropped field: {v}");
         let who = args["who"].as_str().unwrap();
@@ -1014,6 +1024,44 @@ mod tests {
         let mut summary = BTreeMap::new();
         let out = r.string("mail ana@example.com or call +44 20 7946 0958", &mut summary).unwrap();
         assert!(out.contains("[REDACTED:email]") && out.contains("+44 20 7946 0958"), "{out}");
+    }
+
+    #[test]
+    fn a_message_is_called_changed_exactly_when_its_redacted_text_differs() {
+        use mcp_ledger_crds::redaction::JsonPathRule;
+        let policy = McpRedactionPolicySpec {
+            json_paths: vec![JsonPathRule {
+                name: "card".into(),
+                path: "$.params.arguments.card".into(),
+                action: Action::Drop,
+            }],
+            ..Default::default()
+        };
+        let with_path = Redactor::compile(&policy, None).unwrap();
+        let cases = [
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hello"}}}"#,
+            r#"{"jsonrpc":"2.0","id":"a","result":{"content":[{"type":"text","text":"the sky is blue"}],"isError":false}}"#,
+            r#"{"jsonrpc":"2.0","id":2,"method":"x","params":{"_meta":{"traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}}}"#,
+            r#"{"jsonrpc":"2.0","id":3,"method":"x","params":{"text":"mail ana@example.com"}}"#,
+            r#"{"jsonrpc":"2.0","id":4,"method":"x","params":{"api_key":"abc"}}"#,
+            r#"{"jsonrpc":"2.0","id":5,"method":"x","params":{"ana@example.com":1}}"#,
+            r#"{"jsonrpc":"2.0","id":6,"method":"x","params":{"list":["AKIAIOSFODNN7EXAMPLE",2]}}"#,
+            r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"arguments":{"card":"4111","n":1}}}"#,
+        ];
+        for redactor in [redactor(), with_path] {
+            for case in cases {
+                let mut node = Node::parse(case.as_bytes()).unwrap();
+                let before = node.to_json();
+                let outcome = redactor.node(&mut node, &mut BTreeMap::new());
+                assert_eq!(outcome.changed, node.to_json() != before, "{case} -> {}", node.to_json());
+            }
+        }
+        // Each kind of change is seen (the cases above are not all clean).
+        let changed = cases
+            .iter()
+            .filter(|c| redactor().node(&mut Node::parse(c.as_bytes()).unwrap(), &mut BTreeMap::new()).changed)
+            .count();
+        assert_eq!(changed, 4);
     }
 
     #[test]
