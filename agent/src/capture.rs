@@ -21,7 +21,7 @@ use crate::json::Node;
 use crate::mcp::jsonrpc::{self, Kind, Message};
 use crate::mcp::trace::TraceContext;
 use crate::metrics::Metrics;
-use crate::redact::Redactor;
+use crate::redact::{Redactor, is_traceparent};
 
 /// How the body of an HTTP message is framed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,9 +106,12 @@ impl Identity {
     }
 }
 
+/// A record's headers, shared by the records that carry the same.
+pub type SharedHeaders = Arc<BTreeMap<Arc<str>, Arc<str>>>;
+
 /// Headers after redaction, computed once per HTTP message and shared by its records, and
 /// what the redaction found in them (kind → count).
-pub type RedactedHeaders = (Arc<BTreeMap<Arc<str>, Arc<str>>>, BTreeMap<String, u32>);
+pub type RedactedHeaders = (SharedHeaders, BTreeMap<String, u32>);
 
 /// One HTTP exchange through the proxy.
 #[derive(Debug)]
@@ -403,6 +406,34 @@ impl LastText {
     }
 }
 
+/// Header sets the redactor found nothing in, by their lines: `name NUL value NUL` each,
+/// a well-formed `traceparent`'s value written as one SOH and left out of the set.
+struct HeaderSets {
+    sets: HashMap<Box<[u8]>, SharedHeaders, foldhash::fast::RandomState>,
+    /// Hashes of the clean sets seen once: a set is remembered the second time.
+    once: HashSet<u64, foldhash::fast::RandomState>,
+    /// Where a set's key is put together, kept between calls.
+    key: Vec<u8>,
+    traceparent_name: Arc<str>,
+}
+
+impl Default for HeaderSets {
+    fn default() -> Self {
+        Self {
+            sets: HashMap::default(),
+            once: HashSet::default(),
+            key: Vec::new(),
+            traceparent_name: "traceparent".into(),
+        }
+    }
+}
+
+/// Most header sets remembered (and sets seen once); then they are forgotten and
+/// remembered anew.
+const MAX_HEADER_SETS: usize = 256;
+/// Longer header sets (their key's bytes) are redacted every time.
+const MAX_HEADER_SET: usize = 4096;
+
 /// A map by exchange number. The agent counts exchanges itself, so a client cannot pick
 /// colliding keys: a fast hash is enough (the maps keyed by what clients send keep
 /// SipHash).
@@ -432,6 +463,8 @@ pub struct Processor {
     repeated: Repeated,
     /// Tool ids by tool name (bounded like the tool labels).
     tool_ids: RefCell<HashMap<String, ToolId>>,
+    /// Header sets the redactor found nothing in, redacted once.
+    header_sets: RefCell<HeaderSets>,
     governance: Arc<govern::Governance>,
 }
 
@@ -462,6 +495,7 @@ impl Processor {
             protocol_version: None,
             repeated: Repeated::default(),
             tool_ids: RefCell::default(),
+            header_sets: RefCell::default(),
             governance,
         }
     }
@@ -469,6 +503,7 @@ impl Processor {
     /// Replaces the redactor (policy reload).
     pub fn set_redactor(&mut self, redactor: Arc<Redactor>) {
         self.redactor = redactor;
+        self.header_sets.get_mut().sets.clear();
     }
 
     /// Processes one captured item, appending the records it yields.
@@ -1055,13 +1090,7 @@ impl Processor {
             Headers::Request(ex) => (&ex.request_headers, &ex.redacted_request_headers),
             Headers::Response(head) => (&head.headers, &head.redacted_headers),
         };
-        let (headers, kinds) = cache
-            .get_or_init(|| {
-                let mut kinds = BTreeMap::new();
-                let headers = self.redactor.headers(raw.iter(), &mut kinds);
-                (Arc::new(headers), kinds)
-            })
-            .clone();
+        let (headers, kinds) = cache.get_or_init(|| self.redacted_headers(raw)).clone();
         let now = Timestamp::now();
         AuditRecord {
             timestamp: if direction == Direction::ClientToServer { ex.started_at } else { now },
@@ -1103,6 +1132,68 @@ impl Processor {
             error: None,
             governance: None,
         }
+    }
+
+    /// A header set redacted, with what was found in it. Most exchanges of a client send
+    /// the same headers: a set the redactor found nothing in is remembered whole (by its
+    /// lines, a well-formed `traceparent`'s value left out, as it is new on every request),
+    /// so that the next one costs a lookup. A set with anything redacted in it is not
+    /// remembered: its secrets are kept no longer than its records.
+    fn redacted_headers(&self, raw: &HeaderLines) -> RedactedHeaders {
+        let mut sets = self.header_sets.borrow_mut();
+        let HeaderSets { sets, once, key, traceparent_name } = &mut *sets;
+        key.clear();
+        let mut traceparent = None;
+        let mut lines = 0;
+        for (name, value) in raw.iter() {
+            lines += 1;
+            key.extend_from_slice(name.as_bytes());
+            key.push(0);
+            // A header value holds no NUL nor SOH (`HeaderValue` refuses control bytes): a
+            // lone SOH stands for a traceparent's value.
+            let text = std::str::from_utf8(value).ok();
+            if name == "traceparent" && traceparent.is_none() && text.is_some_and(is_traceparent) {
+                traceparent = text;
+                key.push(1);
+            } else {
+                key.extend_from_slice(value);
+            }
+            key.push(0);
+        }
+        if let Some(clean) = sets.get(key.as_slice()) {
+            let headers = match traceparent {
+                None => clean.clone(),
+                Some(value) => {
+                    let mut with = BTreeMap::clone(clean);
+                    with.insert(traceparent_name.clone(), value.into());
+                    Arc::new(with)
+                }
+            };
+            return (headers, BTreeMap::new());
+        }
+        let mut kinds = BTreeMap::new();
+        let headers = self.redactor.headers(raw.iter(), &mut kinds);
+        // Only a set of distinct names (repeated ones were joined into one value), and only
+        // when it comes again: a set with a new `content-length` each time is not worth
+        // keeping.
+        let mut again = || {
+            let hash = std::hash::BuildHasher::hash_one(sets.hasher(), key.as_slice());
+            if once.len() >= MAX_HEADER_SETS {
+                once.clear();
+            }
+            !once.insert(hash)
+        };
+        if kinds.is_empty() && headers.len() == lines && key.len() <= MAX_HEADER_SET && again() {
+            let mut clean = headers.clone();
+            if traceparent.is_some() {
+                clean.remove("traceparent");
+            }
+            if sets.len() >= MAX_HEADER_SETS {
+                sets.clear();
+            }
+            sets.insert(key.as_slice().into(), Arc::new(clean));
+        }
+        (Arc::new(headers), kinds)
     }
 
     /// Redacts the message into the record's body; an error record also gets its message
@@ -1210,7 +1301,104 @@ pub fn ip_text(ip: std::net::IpAddr) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{ContentKind, HeaderLines, ip_text};
+    use super::*;
+
+    fn processor(policy: &mcp_ledger_crds::McpRedactionPolicySpec) -> Processor {
+        let governance = Arc::new(govern::Governance::new(Default::default()));
+        let server = ServerFacts { name: "t".into(), namespace: None, pod: None, transport: Transport::StreamableHttp };
+        Processor::new(server, Arc::new(Redactor::new(policy)), Metrics::new(), governance)
+    }
+
+    #[test]
+    fn remembered_header_sets_are_redacted_as_the_redactor_redacts_them() {
+        let one = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let two = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        let sets: [&[(&'static str, &str)]; 7] = [
+            &[("content-type", "application/json"), ("traceparent", one), ("x-n", "1")],
+            // The same set but for its traceparent: remembered as one.
+            &[("content-type", "application/json"), ("traceparent", two), ("x-n", "1")],
+            &[("content-type", "application/json")],
+            &[("authorization", "Bearer not-a-real-token"), ("x-n", "1")],
+            &[("x-note", "a"), ("x-note", "b")],
+            &[("traceparent", "not a trace context")],
+            &[("x-mail", "ana@example.com")],
+        ];
+        let captured = |set: &[(&'static str, &str)]| {
+            let mut map = http::HeaderMap::new();
+            for (name, value) in set {
+                map.append(http::HeaderName::from_static(name), value.parse().unwrap());
+            }
+            HeaderLines::capture(&map)
+        };
+        let check = |processor: &Processor| {
+            for set in sets {
+                let lines = captured(set);
+                let mut kinds = BTreeMap::new();
+                let direct = processor.redactor.headers(lines.iter(), &mut kinds);
+                let (headers, found) = processor.redacted_headers(&lines);
+                assert_eq!((&*headers, &found), (&direct, &kinds), "{set:?}");
+            }
+        };
+        let mut processor = processor(&Default::default());
+        for _ in 0..3 {
+            check(&processor);
+        }
+        // Remembered: the clean sets of distinct names, the first two as one.
+        assert_eq!(processor.header_sets.borrow().sets.len(), 3);
+        // Another policy: nothing remembered under the last one is used.
+        let mut policy = mcp_ledger_crds::McpRedactionPolicySpec::default();
+        policy.headers.deny = vec!["x-n".into(), "content-type".into()];
+        processor.set_redactor(Arc::new(Redactor::new(&policy)));
+        for _ in 0..3 {
+            check(&processor);
+        }
+        let (headers, _) = processor.redacted_headers(&captured(sets[0]));
+        assert_eq!(headers["content-type"].as_ref(), "[REDACTED:header]");
+        assert_eq!(headers["traceparent"].as_ref(), one);
+    }
+
+    #[test]
+    fn a_compact_message_redaction_left_alone_is_its_own_record_body_and_any_other_is_written_compact() {
+        let mut processor = processor(&Default::default());
+        let compact = r#"{"jsonrpc":"2.0","id":1,"method":"a\u0041","params":{"n":1.50}}"#;
+        let cases = [
+            // Kept as sent: the escape and the number's form are the client's.
+            (compact, compact.to_owned()),
+            // Whitespace outside strings: written again, compact (a JSON line holds no newline).
+            (
+                "{ \"jsonrpc\": \"2.0\",\n \"id\": 2, \"method\": \"b c\" }",
+                r#"{"jsonrpc":"2.0","id":2,"method":"b c"}"#.into(),
+            ),
+            // Redacted: written from the redacted tree.
+            (
+                r#"{"jsonrpc":"2.0","id":3,"method":"c","params":{"text":"mail ana@example.com"}}"#,
+                r#"{"jsonrpc":"2.0","id":3,"method":"c","params":{"text":"mail [REDACTED:email]"}}"#.into(),
+            ),
+            // A batch's messages are written one by one.
+            (r#"[{"jsonrpc":"2.0","method":"d\u0041"}]"#, r#"{"jsonrpc":"2.0","method":"dA"}"#.into()),
+        ];
+        for (n, (sent, recorded)) in cases.into_iter().enumerate() {
+            let ex = Exchange {
+                id: n as u64 + 1,
+                started: Instant::now(),
+                started_at: Timestamp::now(),
+                http_method: http::Method::POST,
+                session_id: None,
+                legacy_session: None,
+                client_ip: None,
+                trace: TraceContext::random(),
+                request_headers: HeaderLines::default(),
+                redacted_request_headers: OnceLock::new(),
+                identity: Identity::default(),
+            };
+            let body = Bytes::from(sent);
+            let item = Captured::Request { ex: Arc::new(ex), wire_bytes: body.len() as u64, body, truncated: false };
+            let mut out = Vec::new();
+            processor.process(item, &mut out);
+            assert_eq!(out.len(), 1, "{sent}");
+            assert_eq!(out[0].body.as_ref().map(RawJson::get), Some(recorded.as_str()), "{sent}");
+        }
+    }
 
     #[test]
     fn addresses_are_written_as_display_writes_them() {

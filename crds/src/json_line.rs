@@ -242,6 +242,32 @@ fn write_timestamp(out: &mut Vec<u8>, t: &jiff::Timestamp) {
         write!(out, "\"{t}\"").expect("writing to a Vec cannot fail");
         return;
     }
+    // A record's timestamps, and one record's and the next's, mostly fall in one second.
+    let text = match LAST_SECOND.get() {
+        (seen, text) if seen == secs => text,
+        _ => {
+            let text = second_text(secs);
+            LAST_SECOND.set((secs, text));
+            text
+        }
+    };
+    out.extend_from_slice(&text);
+    if nanos > 0 {
+        let mut fraction = *b".000000000";
+        fixed_digits(&mut fraction[1..], i64::from(nanos));
+        let end = fraction.iter().rposition(|&b| b != b'0').expect("the fraction is not zero") + 1;
+        out.extend_from_slice(&fraction[..end]);
+    }
+    out.extend_from_slice(b"Z\"");
+}
+
+thread_local! {
+    /// The last second written, and its text (a second no timestamp has: -1).
+    static LAST_SECOND: std::cell::Cell<(i64, [u8; 20])> = const { std::cell::Cell::new((-1, [0; 20])) };
+}
+
+/// `"YYYY-MM-DDTHH:MM:SS` (the opening quote included) of a second from 1970 on.
+fn second_text(secs: i64) -> [u8; 20] {
     let (year, month, day) = civil_from_days(secs / 86_400);
     let of_day = secs % 86_400;
     let mut text = *b"\"0000-00-00T00:00:00";
@@ -251,14 +277,7 @@ fn write_timestamp(out: &mut Vec<u8>, t: &jiff::Timestamp) {
     fixed_digits(&mut text[12..14], of_day / 3600);
     fixed_digits(&mut text[15..17], of_day / 60 % 60);
     fixed_digits(&mut text[18..20], of_day % 60);
-    out.extend_from_slice(&text);
-    if nanos > 0 {
-        let mut fraction = *b".000000000";
-        fixed_digits(&mut fraction[1..], i64::from(nanos));
-        let end = fraction.iter().rposition(|&b| b != b'0').expect("the fraction is not zero") + 1;
-        out.extend_from_slice(&fraction[..end]);
-    }
-    out.extend_from_slice(b"Z\"");
+    text
 }
 
 /// Writes the last `slots.len()` decimal digits of `n` (not negative) into `slots`,
@@ -369,10 +388,13 @@ mod tests {
         }
         let nanos = [0, 1, 10, 120_000_000, 500_000_000, 662_709_822, 999_999_999, 100];
         for (i, s) in seconds.iter().enumerate() {
-            let t = jiff::Timestamp::new(*s, nanos[i % nanos.len()]).unwrap();
-            let mut out = Vec::new();
-            write_timestamp(&mut out, &t);
-            assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(&t).unwrap(), "{s}");
+            // Twice in the same second, with another fraction: the second's text is reused.
+            for nano in [nanos[i % nanos.len()], nanos[(i + 3) % nanos.len()]] {
+                let t = jiff::Timestamp::new(*s, nano).unwrap();
+                let mut out = Vec::new();
+                write_timestamp(&mut out, &t);
+                assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(&t).unwrap(), "{s}");
+            }
         }
         for n in [0, 7, 10, 99, 100, 12_345, u64::from(u32::MAX), u64::MAX] {
             let mut out = Vec::new();

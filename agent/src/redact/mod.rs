@@ -616,7 +616,7 @@ enum Scan {
 
 /// A well-formed W3C `traceparent` is hex ids and flags: nothing to find (a trace id of
 /// digits only would look like a card number), and new on every request.
-fn is_traceparent(value: &str) -> bool {
+pub(crate) fn is_traceparent(value: &str) -> bool {
     value.len() == 55 && crate::mcp::trace::TraceContext::parse(value).is_some()
 }
 
