@@ -10,6 +10,13 @@ use std::io::Write as _;
 
 use crate::record::{AuditRecord, HexId, RecordError, RedactionSummary, RequestId, ServerIdentity};
 
+/// A record field's name as [`Object::key`] writes it, put together at compile time.
+macro_rules! k {
+    ($name:literal) => {
+        concat!(",\"", $name, "\":")
+    };
+}
+
 impl AuditRecord {
     /// Appends the record as compact JSON (no newline), as `serde_json::to_writer` would.
     pub fn write_json(&self, out: &mut Vec<u8>) {
@@ -47,18 +54,18 @@ impl AuditRecord {
             governance,
         } = self;
         let mut o = Object::open(out);
-        o.key("timestamp");
+        o.key(k!("timestamp"));
         write_timestamp(o.out, timestamp);
-        o.key("observedTimestamp");
+        o.key(k!("observedTimestamp"));
         write_timestamp(o.out, observed_timestamp);
-        o.name("level", level.as_str());
-        o.name("eventType", event_type.as_str());
+        o.name(k!("level"), level.as_str());
+        o.name(k!("eventType"), event_type.as_str());
         if let Some(code) = response_code {
-            o.u64("responseCode", u64::from(*code));
+            o.u64(k!("responseCode"), u64::from(*code));
         }
-        o.opt_str("responseType", response_type);
+        o.opt_str(k!("responseType"), response_type);
         if !headers.is_empty() {
-            o.key("headers");
+            o.key(k!("headers"));
             let mut h = Object::open(o.out);
             for (name, value) in headers.iter() {
                 h.key_text(name);
@@ -66,53 +73,53 @@ impl AuditRecord {
             }
             h.close();
         }
-        o.opt_str("userId", user_id);
-        o.opt_str("teamId", team_id);
-        o.opt_str("orgId", org_id);
-        o.name("identitySource", identity_source.as_str());
-        o.opt_str("toolId", tool_id);
-        o.opt_str("toolName", tool_name);
-        o.id("correlationId", correlation_id);
-        o.id("spanId", span_id);
+        o.opt_str(k!("userId"), user_id);
+        o.opt_str(k!("teamId"), team_id);
+        o.opt_str(k!("orgId"), org_id);
+        o.name(k!("identitySource"), identity_source.as_str());
+        o.opt_str(k!("toolId"), tool_id);
+        o.opt_str(k!("toolName"), tool_name);
+        o.id(k!("correlationId"), correlation_id);
+        o.id(k!("spanId"), span_id);
         let RequestId { jsonrpc, unique } = request_id;
-        o.key("requestId");
+        o.key(k!("requestId"));
         let mut r = Object::open(o.out);
-        r.opt_str("jsonrpc", jsonrpc);
-        r.key("unique");
+        r.opt_str(k!("jsonrpc"), jsonrpc);
+        r.key(k!("unique"));
         r.out.push(b'"');
         let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
         r.out.extend_from_slice(unique.hyphenated().encode_lower(&mut text).as_bytes());
         r.out.push(b'"');
         r.close();
-        o.opt_str("sessionId", session_id);
-        o.opt_str("method", method);
-        o.opt_str("protocolVersion", protocol_version);
-        o.opt_str("clientIp", client_ip);
-        o.name("direction", direction.as_str());
-        o.name("transport", transport.as_str());
+        o.opt_str(k!("sessionId"), session_id);
+        o.opt_str(k!("method"), method);
+        o.opt_str(k!("protocolVersion"), protocol_version);
+        o.opt_str(k!("clientIp"), client_ip);
+        o.name(k!("direction"), direction.as_str());
+        o.name(k!("transport"), transport.as_str());
         let ServerIdentity { name, namespace, pod, version } = &**server;
-        o.key("server");
+        o.key(k!("server"));
         let mut s = Object::open(o.out);
-        s.str("name", name);
-        s.opt_str("namespace", namespace);
-        s.opt_str("pod", pod);
-        s.opt_str("version", version);
+        s.str(k!("name"), name);
+        s.opt_str(k!("namespace"), namespace);
+        s.opt_str(k!("pod"), pod);
+        s.opt_str(k!("version"), version);
         s.close();
         if let Some(ns) = duration_ns {
-            o.u64("durationNs", *ns);
+            o.u64(k!("durationNs"), *ns);
         }
-        o.u64("bodyBytes", *body_bytes);
+        o.u64(k!("bodyBytes"), *body_bytes);
         if let Some(body) = body {
-            o.key("body");
+            o.key(k!("body"));
             o.out.extend_from_slice(body.get().as_bytes());
         }
-        o.key("bodyTruncated");
+        o.key(k!("bodyTruncated"));
         o.out.extend_from_slice(if *body_truncated { b"true" } else { b"false" });
         let RedactionSummary { kinds, payload_dropped } = redaction;
-        o.key("redaction");
+        o.key(k!("redaction"));
         let mut d = Object::open(o.out);
         if !kinds.is_empty() {
-            d.key("kinds");
+            d.key(k!("kinds"));
             let mut k = Object::open(d.out);
             for (kind, n) in kinds {
                 k.key_text(kind);
@@ -120,22 +127,22 @@ impl AuditRecord {
             }
             k.close();
         }
-        d.opt_str("payloadDropped", payload_dropped);
+        d.opt_str(k!("payloadDropped"), payload_dropped);
         d.close();
         if let Some(RecordError { kind, code, message }) = error {
-            o.key("error");
+            o.key(k!("error"));
             let mut e = Object::open(o.out);
-            e.str("type", kind);
+            e.str(k!("type"), kind);
             if let Some(code) = code {
-                e.key("code");
+                e.key(k!("code"));
                 write!(e.out, "{code}").expect("writing to a Vec cannot fail");
             }
-            e.opt_str("message", message);
+            e.opt_str(k!("message"), message);
             e.close();
         }
         if let Some(governance) = governance {
             // Rare (policy decisions, tool changes, tools/list answers): through serde.
-            o.key("governance");
+            o.key(k!("governance"));
             serde_json::to_writer(&mut *o.out, governance).expect("a governance detail always serializes");
         }
         o.close();
@@ -165,13 +172,14 @@ impl<'a> Object<'a> {
         self.first = false;
     }
 
-    /// A field name of the record: a constant with nothing to escape.
-    fn key(&mut self, name: &'static str) {
-        debug_assert!(!name.bytes().any(needs_escape), "{name}");
-        self.comma();
-        self.out.push(b'"');
-        self.out.extend_from_slice(name.as_bytes());
-        self.out.extend_from_slice(b"\":");
+    /// A field name of the record, as [`k!`] writes it: a comma, the name quoted (a
+    /// constant with nothing to escape) and a colon, the comma left out for the first.
+    fn key(&mut self, member: &'static str) {
+        debug_assert!(member.starts_with(",\"") && member.ends_with("\":"), "{member}");
+        debug_assert!(!member[2..member.len() - 2].bytes().any(needs_escape), "{member}");
+        let member = if self.first { &member[1..] } else { member };
+        self.first = false;
+        self.out.extend_from_slice(member.as_bytes());
     }
 
     /// A key from data (a header name, a redaction kind).
@@ -321,11 +329,13 @@ pub fn any_needs_escape(w: u64) -> bool {
 /// Writes `s` as a JSON string, escaped as serde_json escapes it.
 fn string(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
-    let words = bytes.chunks_exact(8);
-    let tail = words.remainder();
-    // Word by word without stopping: the usual string has nothing to escape.
-    let dirty = words.fold(false, |d, w| d | any_needs_escape(u64::from_le_bytes(w.try_into().expect("eight bytes"))))
-        || tail.iter().copied().any(needs_escape);
+    let word = |w: &[u8]| any_needs_escape(u64::from_le_bytes(w.try_into().expect("eight bytes")));
+    // Word by word without stopping: the usual string has nothing to escape. The last
+    // eight bytes are one more word (overlapping the one before), not a byte at a time.
+    let dirty = match bytes.len() {
+        0..8 => bytes.iter().copied().any(needs_escape),
+        n => bytes.chunks_exact(8).fold(false, |d, w| d | word(w)) | word(&bytes[n - 8..]),
+    };
     out.reserve(bytes.len() + 2);
     out.push(b'"');
     if !dirty {
@@ -418,6 +428,21 @@ mod tests {
                     serde_json::to_string(&s).unwrap(),
                     "byte {b:#04x} at {at}"
                 );
+            }
+        }
+        // Strings of every length to three words, with one byte to escape anywhere in them
+        // (the last word overlaps the one before).
+        for len in 0..=24 {
+            for at in 0..=len {
+                for b in [b'"', b'\\', b'\n', 0x01, b'a'] {
+                    let mut s = "x".repeat(len);
+                    if at < len {
+                        s.replace_range(at..=at, std::str::from_utf8(&[b]).unwrap());
+                    }
+                    let mut out = Vec::new();
+                    string(&mut out, &s);
+                    assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(&s).unwrap(), "{s:?}");
+                }
             }
         }
         for s in ["", "plain ascii longer than one word", "\"\\\u{1}\u{1f}\u{7f}", "日本語のテキスト\n"] {
