@@ -15,7 +15,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use mcp_ledger_crds::any_needs_escape;
+use mcp_ledger_crds::first_needing_escape;
 use serde_json::Number;
 
 /// One JSON value.
@@ -373,9 +373,11 @@ impl<'a> Parser<'a> {
     /// A string's content, after its opening quote: borrowed when it has no escape.
     fn string(&mut self) -> Result<Text<'a>, JsonError> {
         let start = self.at;
-        // Eight bytes at a time while none is a quote, a backslash or a control character.
+        // Eight bytes at a time while none is a quote, a backslash or a control character;
+        // then straight to the first one.
         while let Some(word) = self.bytes().get(self.at..self.at + 8) {
-            if any_needs_escape(u64::from_le_bytes(word.try_into().expect("eight bytes"))) {
+            if let Some(first) = first_needing_escape(u64::from_le_bytes(word.try_into().expect("eight bytes"))) {
+                self.at += first;
                 break;
             }
             self.at += 8;

@@ -318,12 +318,25 @@ fn needs_escape(b: u8) -> bool {
 /// Whether any of the eight bytes of `w` is a control character, `"` or `\`: what a
 /// JSON string cannot hold unescaped (and so where a reader of one must stop and look).
 pub fn any_needs_escape(w: u64) -> bool {
+    escape_mask(w) != 0
+}
+
+/// Where in the eight bytes of `w` (read little-endian) the first control character, `"`
+/// or `\` is, if any.
+pub fn first_needing_escape(w: u64) -> Option<usize> {
+    let mask = escape_mask(w);
+    (mask != 0).then(|| (mask.trailing_zeros() / 8) as usize)
+}
+
+/// The high bit of each byte of `w` that needs escaping, exact up to the first such byte
+/// (above it a borrow may mark bytes that do not).
+fn escape_mask(w: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
-    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH != 0;
+    let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
     // Below 0x20: subtracting 0x20 borrows into the high bit of a byte that had it clear.
-    let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGH != 0;
-    below_space || has_zero(w ^ (ONES * u64::from(b'"'))) || has_zero(w ^ (ONES * u64::from(b'\\')))
+    let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+    below_space | zero(w ^ (ONES * u64::from(b'"'))) | zero(w ^ (ONES * u64::from(b'\\')))
 }
 
 /// Writes `s` as a JSON string, escaped as serde_json escapes it.
@@ -410,6 +423,23 @@ mod tests {
             let mut out = Vec::new();
             write_u64(&mut out, n);
             assert_eq!(String::from_utf8(out).unwrap(), n.to_string());
+        }
+    }
+
+    #[test]
+    fn the_first_byte_to_escape_in_a_word_is_found_exactly() {
+        // Every byte at every position, after clean bytes and before any bytes at all.
+        for b in 0..=255u8 {
+            for at in 0..8 {
+                for after in [b' ', b'"', 0x00, 0x1f, 0x20, 0x7f, 0x80, 0xff] {
+                    let mut word = [b'a'; 8];
+                    word[at] = b;
+                    word[at + 1..].fill(after);
+                    let expected = word.iter().position(|&b| needs_escape(b));
+                    assert_eq!(first_needing_escape(u64::from_le_bytes(word)), expected, "{word:?}");
+                    assert_eq!(any_needs_escape(u64::from_le_bytes(word)), expected.is_some());
+                }
+            }
         }
     }
 
