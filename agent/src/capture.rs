@@ -1151,9 +1151,9 @@ impl Processor {
             key.push(0);
             // A header value holds no NUL nor SOH (`HeaderValue` refuses control bytes): a
             // lone SOH stands for a traceparent's value.
-            let text = std::str::from_utf8(value).ok();
-            if name == "traceparent" && traceparent.is_none() && text.is_some_and(is_traceparent) {
-                traceparent = text;
+            let text = || std::str::from_utf8(value).ok().filter(|v| is_traceparent(v));
+            if let Some(value) = (name == "traceparent" && traceparent.is_none()).then(text).flatten() {
+                traceparent = Some(value);
                 key.push(1);
             } else {
                 key.extend_from_slice(value);
