@@ -16,7 +16,8 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use support::{
-    Proc, context_switches, cpu_seconds, free_port, on_cpus, proc_status_kib, thread_cpu_seconds, wait_port,
+    Proc, context_switches, cpu_seconds, cpu_steal_ticks, free_port, on_cpus, proc_status_kib, steal_percent_since,
+    thread_cpu_seconds, wait_port,
 };
 
 #[path = "support.rs"]
@@ -528,8 +529,10 @@ async fn one_core_each(work: &std::path::Path, secs: f64) {
         Hop { port: bare_port, pid: Some(bare.0.id()), admin: None },
         Hop { port: agent_port, pid: Some(agent.0.id()), admin: Some(admin) },
     ];
+    let steal = cpu_steal_ticks();
     let measured = saturation(&hops, [std::process::id(), up.0.id()], secs).await;
     report(&measured, "(the hop's core is its own)");
+    print_steal(steal);
     // The hop's core serves 1 / h requests per second, the ends' core 1 / e: 70 % of
     // direct leaves the hop e / 0.7 µs per request.
     let ends = measured[0].per_request(measured[0].ends);
@@ -538,6 +541,16 @@ async fn one_core_each(work: &std::path::Path, secs: f64) {
         ends / 0.7
     );
     pin_self(&all);
+}
+
+/// How much of the machine's CPU time the hypervisor gave to other guests since `before`.
+/// Timings taken while it is well above zero measure the other guests too; near zero, the
+/// host can still be busy in ways steal does not show, so it is a warning, not a pass.
+fn print_steal(before: (u64, u64)) {
+    let steal = steal_percent_since(before);
+    println!(
+        "  host CPU steal during this section: {steal:.1} % (well above 0: these timings measure other guests too)"
+    );
 }
 
 fn pct(sorted: &[f64], p: f64) -> f64 {
@@ -604,8 +617,10 @@ async fn run() {
         Hop { port: bare_port, pid: Some(bare_pid), admin: None },
         Hop { port: agent_port, pid: Some(pid), admin: Some(agent_admin) },
     ];
+    let steal = cpu_steal_ticks();
     let measured = saturation(&hops, [me, up_pid], secs).await;
     report(&measured, "(target >= 70 %)");
+    print_steal(steal);
     // When the cores are the limit, a hop of h µs beside ends that spend e µs per request
     // runs at e / (e + h) of direct: 70 % leaves a hop 3/7 of e.
     let ends = measured[0].per_request(measured[0].ends);
@@ -669,6 +684,7 @@ async fn run() {
 /// agent), in alternating rounds.
 async fn latency(ports: [u16; 4], secs: f64) {
     println!("\n[echo-speed MCP upstream, latency at 1000 req/s: 16 connections, open loop]");
+    let steal = cpu_steal_ticks();
     // Warm up every path (connections, pools) at a gentle rate.
     for port in ports {
         fixed_rate(port, "/mcp", 500, 16, 0.5).await;
@@ -707,6 +723,7 @@ async fn latency(ports: [u16; 4], secs: f64) {
     };
     hop("a bare hyper hop (the same server and client, forwarding only)", lb);
     hop("a TCP relay (bytes copied, nothing parsed)", lr);
+    print_steal(steal);
 }
 
 /// Removes the work directory, or with BENCH_KEEP keeps it (the callgrind outputs, for

@@ -87,3 +87,21 @@ pub fn context_switches(pid: u32) -> u64 {
         })
         .sum()
 }
+
+/// The machine's CPU time so far, from the `cpu` line of /proc/stat: (steal, all), in
+/// clock ticks. Steal is time the hypervisor gave this machine's virtual CPUs to another
+/// guest; while it is high, a timing measures the neighbours as much as the code.
+pub fn cpu_steal_ticks() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else { return (0, 0) };
+    // user nice system idle iowait irq softirq steal (guest time is counted in user).
+    let ticks: Vec<u64> = line.split_whitespace().skip(1).take(8).filter_map(|f| f.parse().ok()).collect();
+    (ticks.get(7).copied().unwrap_or(0), ticks.iter().sum())
+}
+
+/// Steal as a percentage of all CPU time since `before` (a [`cpu_steal_ticks`] reading).
+pub fn steal_percent_since(before: (u64, u64)) -> f64 {
+    let (steal, all) = cpu_steal_ticks();
+    let all = all.saturating_sub(before.1);
+    if all == 0 { 0.0 } else { steal.saturating_sub(before.0) as f64 / all as f64 * 100.0 }
+}
