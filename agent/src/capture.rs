@@ -228,6 +228,11 @@ impl HeaderLines {
         visible.then(|| std::str::from_utf8(value).ok()).flatten()
     }
 
+    /// Whether a value holds a NUL or SOH byte (names are tokens: they cannot).
+    pub fn values_hold_nul_or_soh(&self) -> bool {
+        memchr::memchr2(0, 1, &self.values).is_some()
+    }
+
     /// Each header's name and value.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
         let mut start = (0, 0);
@@ -1140,6 +1145,12 @@ impl Processor {
     /// so that the next one costs a lookup. A set with anything redacted in it is not
     /// remembered: its secrets are kept no longer than its records.
     fn redacted_headers(&self, raw: &HeaderLines) -> RedactedHeaders {
+        // The key's NUL and SOH bytes cannot come from a header: `HeaderValue` refuses
+        // control bytes, and a set that holds one anyway is redacted every time.
+        if raw.values_hold_nul_or_soh() {
+            let mut kinds = BTreeMap::new();
+            return (Arc::new(self.redactor.headers(raw.iter(), &mut kinds)), kinds);
+        }
         let mut sets = self.header_sets.borrow_mut();
         let HeaderSets { sets, once, key, traceparent_name } = &mut *sets;
         key.clear();
@@ -1149,8 +1160,7 @@ impl Processor {
             lines += 1;
             key.extend_from_slice(name.as_bytes());
             key.push(0);
-            // A header value holds no NUL nor SOH (`HeaderValue` refuses control bytes): a
-            // lone SOH stands for a traceparent's value.
+            // A lone SOH stands for a traceparent's value.
             let text = || std::str::from_utf8(value).ok().filter(|v| is_traceparent(v));
             if let Some(value) = (name == "traceparent" && traceparent.is_none()).then(text).flatten() {
                 traceparent = Some(value);
@@ -1355,6 +1365,15 @@ mod tests {
         let (headers, _) = processor.redacted_headers(&captured(sets[0]));
         assert_eq!(headers["content-type"].as_ref(), "[REDACTED:header]");
         assert_eq!(headers["traceparent"].as_ref(), one);
+        // Bytes a `HeaderValue` refuses, were they ever captured, would spell other sets'
+        // keys: such a set is redacted every time, never remembered.
+        let kept = processor.header_sets.borrow().sets.len();
+        for _ in 0..3 {
+            let odd = HeaderLines { names: "x-a".into(), values: b"1\x00\x01".to_vec(), ends: vec![(3, 3)] };
+            let (headers, _) = processor.redacted_headers(&odd);
+            assert_eq!(headers["x-a"].as_ref(), "1\u{0}\u{1}");
+        }
+        assert_eq!(processor.header_sets.borrow().sets.len(), kept);
     }
 
     #[test]
