@@ -196,28 +196,51 @@ impl std::fmt::Display for Scope {
 /// clone costs more, and each custom name it holds (`mcp-*`) allocates when cloned.
 #[derive(Debug, Default)]
 pub struct HeaderLines {
-    /// The names one after the other: text already (a `HeaderName` is ASCII), so reading
-    /// them back checks nothing.
-    names: String,
-    /// The values one after the other, as bytes (a value need not be UTF-8).
-    values: Vec<u8>,
-    /// Per header, where its name ends in `names` and its value in `values`.
-    ends: Vec<(usize, usize)>,
+    /// The names one after the other (text: each is a whole `&str`, so reading them back
+    /// checks nothing that can fail), then the values (bytes: a value need not be UTF-8),
+    /// then per header where its name and its value end (two little-endian `u32`s). One
+    /// allocation per capture: the proxy makes two captures per request and the
+    /// processor, on its own thread, frees them.
+    buf: Box<[u8]>,
+    /// Where the names end and the values begin in `buf`.
+    names: usize,
+    /// Where the values end and the table of ends begins in `buf`.
+    values: usize,
 }
+
+/// Bytes per header in the table of ends.
+const END_PAIR: usize = 8;
 
 impl HeaderLines {
     pub fn capture(headers: &http::HeaderMap) -> Self {
-        let mut lines = Self {
-            names: String::with_capacity(headers.keys().map(|k| k.as_str().len()).sum()),
-            values: Vec::with_capacity(headers.values().map(|v| v.len()).sum()),
-            ends: Vec::with_capacity(headers.len()),
-        };
-        for (name, value) in headers {
-            lines.names.push_str(name.as_str());
-            lines.values.extend_from_slice(value.as_bytes());
-            lines.ends.push((lines.names.len(), lines.values.len()));
+        Self::from_lines(|| headers.iter().map(|(name, value)| (name.as_str(), value.as_bytes())))
+    }
+
+    /// The headers `lines()` yields (called twice: to size the buffer, then to fill it).
+    /// Header blocks are far below 4 GiB (hyper refuses heads over a few hundred KiB), so
+    /// ends fit a `u32`.
+    #[inline]
+    fn from_lines<'a, I: Iterator<Item = (&'a str, &'a [u8])>>(lines: impl Fn() -> I) -> Self {
+        let (mut names, mut values, mut count) = (0, 0, 0);
+        for (name, value) in lines() {
+            names += name.len();
+            values += value.len();
+            count += 1;
         }
-        lines
+        let mut buf = vec![0u8; names + values + count * END_PAIR].into_boxed_slice();
+        let (name_area, rest) = buf.split_at_mut(names);
+        let (value_area, rest) = rest.split_at_mut(values);
+        let (table, _) = rest.as_chunks_mut::<END_PAIR>();
+        let (mut name_end, mut value_end) = (0, 0);
+        for ((name, value), pair) in lines().zip(table) {
+            name_area[name_end..name_end + name.len()].copy_from_slice(name.as_bytes());
+            value_area[value_end..value_end + value.len()].copy_from_slice(value);
+            name_end += name.len();
+            value_end += value.len();
+            pair[..4].copy_from_slice(&(name_end as u32).to_le_bytes());
+            pair[4..].copy_from_slice(&(value_end as u32).to_le_bytes());
+        }
+        Self { buf, names, values: names + values }
     }
 
     /// The first value of `name` (lower case), read as `HeaderValue::to_str` reads it:
@@ -230,15 +253,19 @@ impl HeaderLines {
 
     /// Whether a value holds a NUL or SOH byte (names are tokens: they cannot).
     pub fn values_hold_nul_or_soh(&self) -> bool {
-        memchr::memchr2(0, 1, &self.values).is_some()
+        memchr::memchr2(0, 1, &self.buf[self.names..self.values]).is_some()
     }
 
     /// Each header's name and value.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        let names = std::str::from_utf8(&self.buf[..self.names]).expect("names were copied from whole `&str`s");
+        let values = &self.buf[self.names..self.values];
+        let (table, _) = self.buf[self.values..].as_chunks::<END_PAIR>();
         let mut start = (0, 0);
-        self.ends.iter().map(move |&(name_end, value_end)| {
-            let line = (&self.names[start.0..name_end], &self.values[start.1..value_end]);
-            start = (name_end, value_end);
+        table.iter().map(move |&[a, b, c, d, e, f, g, h]| {
+            let end = (u32::from_le_bytes([a, b, c, d]) as usize, u32::from_le_bytes([e, f, g, h]) as usize);
+            let line = (&names[start.0..end.0], &values[start.1..end.1]);
+            start = end;
             line
         })
     }
@@ -1369,7 +1396,7 @@ mod tests {
         // keys: such a set is redacted every time, never remembered.
         let kept = processor.header_sets.borrow().sets.len();
         for _ in 0..3 {
-            let odd = HeaderLines { names: "x-a".into(), values: b"1\x00\x01".to_vec(), ends: vec![(3, 3)] };
+            let odd = HeaderLines::from_lines(|| [("x-a", &b"1\x00\x01"[..])].into_iter());
             let (headers, _) = processor.redacted_headers(&odd);
             assert_eq!(headers["x-a"].as_ref(), "1\u{0}\u{1}");
         }

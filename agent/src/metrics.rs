@@ -2,6 +2,8 @@
 //! (configuration), method (known MCP methods or `other`), tool (names the server listed,
 //! up to a cap, else `other`), outcome, exporter, reason.
 
+use std::sync::Arc;
+
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
@@ -9,9 +11,28 @@ use prometheus::{
 /// Buckets of the OpenTelemetry MCP `mcp.server.operation.duration` histogram, in seconds.
 pub const DURATION_BUCKETS: &[f64] = &[0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0];
 
+/// The agent's handle on its metrics: one shared set, so a clone (every response body
+/// holds one) is one reference count, not one per metric.
+#[derive(Clone, Default)]
+pub struct Metrics(Arc<MetricSet>);
+
+impl std::ops::Deref for Metrics {
+    type Target = MetricSet;
+
+    fn deref(&self) -> &MetricSet {
+        &self.0
+    }
+}
+
+impl Metrics {
+    /// Registers every metric in a fresh registry.
+    pub fn new() -> Self {
+        Self(Arc::new(MetricSet::new()))
+    }
+}
+
 /// All agent metrics.
-#[derive(Clone)]
-pub struct Metrics {
+pub struct MetricSet {
     registry: Registry,
     /// MCP requests by server, method, tool and outcome (`success`, `error`, `tool_error`, `unanswered`).
     pub requests: IntCounterVec,
@@ -55,9 +76,8 @@ pub struct Metrics {
     pub build_info: IntGaugeVec,
 }
 
-impl Metrics {
-    /// Registers every metric in a fresh registry.
-    pub fn new() -> Self {
+impl MetricSet {
+    fn new() -> Self {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
             Opts::new(
@@ -257,7 +277,7 @@ impl Metrics {
     }
 }
 
-impl Default for Metrics {
+impl Default for MetricSet {
     fn default() -> Self {
         Self::new()
     }

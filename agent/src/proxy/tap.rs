@@ -87,7 +87,9 @@ impl Tap {
                     self.pipeline.submit(Captured::Response {
                         ex: self.ex.clone(),
                         head: self.head.clone(),
-                        body: self.buf.split().freeze(),
+                        // Taken whole, not split off: a split shares (and allocates) where
+                        // a taken buffer is frozen as it is.
+                        body: std::mem::take(&mut self.buf).freeze(),
                         truncated,
                         wire_bytes: self.seen,
                         sse_event: None,
