@@ -4,6 +4,7 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::ops::Range;
 use std::net::IpAddr;
 use std::sync::{Arc, LazyLock, OnceLock};
 use std::time::{Duration, Instant};
@@ -244,9 +245,11 @@ impl HeaderLines {
     }
 
     /// The first value of `name` (lower case), read as `HeaderValue::to_str` reads it:
-    /// only when it is all visible ASCII (or tabs).
+    /// only when it is all visible ASCII (or tabs). Names are compared as bytes: nothing
+    /// is read as text but the value found.
     pub fn text(&self, name: &str) -> Option<&str> {
-        let (_, value) = self.iter().find(|(n, _)| *n == name)?;
+        let (_, value) = self.spans().find(|(n, _)| self.buf[n.clone()] == *name.as_bytes())?;
+        let value = &self.buf[value];
         let visible = value.iter().all(|&b| b == b'\t' || (0x20..0x7f).contains(&b));
         visible.then(|| std::str::from_utf8(value).ok()).flatten()
     }
@@ -259,14 +262,19 @@ impl HeaderLines {
     /// Each header's name and value.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
         let names = std::str::from_utf8(&self.buf[..self.names]).expect("names were copied from whole `&str`s");
-        let values = &self.buf[self.names..self.values];
+        self.spans().map(move |(name, value)| (&names[name], &self.buf[value]))
+    }
+
+    /// Where each header's name and value are in `buf`.
+    fn spans(&self) -> impl Iterator<Item = (Range<usize>, Range<usize>)> {
         let (table, _) = self.buf[self.values..].as_chunks::<END_PAIR>();
-        let mut start = (0, 0);
+        let mut start = (0, self.names);
         table.iter().map(move |&[a, b, c, d, e, f, g, h]| {
-            let end = (u32::from_le_bytes([a, b, c, d]) as usize, u32::from_le_bytes([e, f, g, h]) as usize);
-            let line = (&names[start.0..end.0], &values[start.1..end.1]);
-            start = end;
-            line
+            let name_end = u32::from_le_bytes([a, b, c, d]) as usize;
+            let value_end = self.names + u32::from_le_bytes([e, f, g, h]) as usize;
+            let span = (start.0..name_end, start.1..value_end);
+            start = (name_end, value_end);
+            span
         })
     }
 }
