@@ -501,8 +501,10 @@ pub struct Processor {
     protocol_version: Option<Arc<str>>,
     /// Texts of the last records, shared by the next ones that repeat them.
     repeated: Repeated,
-    /// Tool ids by tool name (bounded like the tool labels).
-    tool_ids: RefCell<HashMap<String, ToolId>>,
+    /// Tool ids by tool name (bounded like the tool labels: clients name the tools, but
+    /// past the bound nothing is added, so colliding names cannot grow a chain without
+    /// limit; the fast hash is safe here, unlike for `pending`, whose ids clients pick).
+    tool_ids: RefCell<HashMap<String, ToolId, foldhash::fast::RandomState>>,
     /// Header sets the redactor found nothing in, redacted once.
     header_sets: RefCell<HeaderSets>,
     governance: Arc<govern::Governance>,
