@@ -22,7 +22,7 @@ use crate::json::Node;
 use crate::mcp::jsonrpc::{self, Kind, Message};
 use crate::mcp::trace::TraceContext;
 use crate::metrics::Metrics;
-use crate::redact::{Redactor, is_traceparent};
+use crate::redact::Redactor;
 
 /// How the body of an HTTP message is framed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,8 +107,7 @@ impl Identity {
     }
 }
 
-/// A record's headers, shared by the records that carry the same.
-pub type SharedHeaders = Arc<BTreeMap<Arc<str>, Arc<str>>>;
+pub use crate::redact::SharedHeaders;
 
 /// Headers after redaction, computed once per HTTP message and shared by its records, and
 /// what the redaction found in them (kind → count).
@@ -252,11 +251,6 @@ impl HeaderLines {
         let value = &self.buf[value];
         let visible = value.iter().all(|&b| b == b'\t' || (0x20..0x7f).contains(&b));
         visible.then(|| std::str::from_utf8(value).ok()).flatten()
-    }
-
-    /// Whether a value holds a NUL or SOH byte (names are tokens: they cannot).
-    pub fn values_hold_nul_or_soh(&self) -> bool {
-        memchr::memchr2(0, 1, &self.buf[self.names..self.values]).is_some()
     }
 
     /// Each header's name and value.
@@ -446,34 +440,6 @@ impl LastText {
     }
 }
 
-/// Header sets the redactor found nothing in, by their lines: `name NUL value NUL` each,
-/// a well-formed `traceparent`'s value written as one SOH and left out of the set.
-struct HeaderSets {
-    sets: HashMap<Box<[u8]>, SharedHeaders, foldhash::fast::RandomState>,
-    /// Hashes of the clean sets seen once: a set is remembered the second time.
-    once: HashSet<u64, foldhash::fast::RandomState>,
-    /// Where a set's key is put together, kept between calls.
-    key: Vec<u8>,
-    traceparent_name: Arc<str>,
-}
-
-impl Default for HeaderSets {
-    fn default() -> Self {
-        Self {
-            sets: HashMap::default(),
-            once: HashSet::default(),
-            key: Vec::new(),
-            traceparent_name: "traceparent".into(),
-        }
-    }
-}
-
-/// Most header sets remembered (and sets seen once); then they are forgotten and
-/// remembered anew.
-const MAX_HEADER_SETS: usize = 256;
-/// Longer header sets (their key's bytes) are redacted every time.
-const MAX_HEADER_SET: usize = 4096;
-
 /// A map by exchange number. The agent counts exchanges itself, so a client cannot pick
 /// colliding keys: a fast hash is enough (the maps keyed by what clients send keep
 /// SipHash).
@@ -505,8 +471,6 @@ pub struct Processor {
     /// past the bound nothing is added, so colliding names cannot grow a chain without
     /// limit; the fast hash is safe here, unlike for `pending`, whose ids clients pick).
     tool_ids: RefCell<HashMap<String, ToolId, foldhash::fast::RandomState>>,
-    /// Header sets the redactor found nothing in, redacted once.
-    header_sets: RefCell<HeaderSets>,
     governance: Arc<govern::Governance>,
 }
 
@@ -537,7 +501,6 @@ impl Processor {
             protocol_version: None,
             repeated: Repeated::default(),
             tool_ids: RefCell::default(),
-            header_sets: RefCell::default(),
             governance,
         }
     }
@@ -545,7 +508,6 @@ impl Processor {
     /// Replaces the redactor (policy reload).
     pub fn set_redactor(&mut self, redactor: Arc<Redactor>) {
         self.redactor = redactor;
-        self.header_sets.get_mut().sets.clear();
     }
 
     /// Processes one captured item, appending the records it yields.
@@ -1176,71 +1138,11 @@ impl Processor {
         }
     }
 
-    /// A header set redacted, with what was found in it. Most exchanges of a client send
-    /// the same headers: a set the redactor found nothing in is remembered whole (by its
-    /// lines, a well-formed `traceparent`'s value left out, as it is new on every request),
-    /// so that the next one costs a lookup. A set with anything redacted in it is not
-    /// remembered: its secrets are kept no longer than its records.
+    /// A header set redacted, with what was found in it (the redactor remembers the sets
+    /// it found nothing in: see [`Redactor::header_set`]).
     fn redacted_headers(&self, raw: &HeaderLines) -> RedactedHeaders {
-        // The key's NUL and SOH bytes cannot come from a header: `HeaderValue` refuses
-        // control bytes, and a set that holds one anyway is redacted every time.
-        if raw.values_hold_nul_or_soh() {
-            let mut kinds = BTreeMap::new();
-            return (Arc::new(self.redactor.headers(raw.iter(), &mut kinds)), kinds);
-        }
-        let mut sets = self.header_sets.borrow_mut();
-        let HeaderSets { sets, once, key, traceparent_name } = &mut *sets;
-        key.clear();
-        let mut traceparent = None;
-        let mut lines = 0;
-        for (name, value) in raw.iter() {
-            lines += 1;
-            key.extend_from_slice(name.as_bytes());
-            key.push(0);
-            // A lone SOH stands for a traceparent's value.
-            let text = || std::str::from_utf8(value).ok().filter(|v| is_traceparent(v));
-            if let Some(value) = (name == "traceparent" && traceparent.is_none()).then(text).flatten() {
-                traceparent = Some(value);
-                key.push(1);
-            } else {
-                key.extend_from_slice(value);
-            }
-            key.push(0);
-        }
-        if let Some(clean) = sets.get(key.as_slice()) {
-            let headers = match traceparent {
-                None => clean.clone(),
-                Some(value) => {
-                    let mut with = BTreeMap::clone(clean);
-                    with.insert(traceparent_name.clone(), value.into());
-                    Arc::new(with)
-                }
-            };
-            return (headers, BTreeMap::new());
-        }
         let mut kinds = BTreeMap::new();
-        let headers = self.redactor.headers(raw.iter(), &mut kinds);
-        // Only a set of distinct names (repeated ones were joined into one value), and only
-        // when it comes again: a set with a new `content-length` each time is not worth
-        // keeping.
-        let mut again = || {
-            let hash = std::hash::BuildHasher::hash_one(sets.hasher(), key.as_slice());
-            if once.len() >= MAX_HEADER_SETS {
-                once.clear();
-            }
-            !once.insert(hash)
-        };
-        if kinds.is_empty() && headers.len() == lines && key.len() <= MAX_HEADER_SET && again() {
-            let mut clean = headers.clone();
-            if traceparent.is_some() {
-                clean.remove("traceparent");
-            }
-            if sets.len() >= MAX_HEADER_SETS {
-                sets.clear();
-            }
-            sets.insert(key.as_slice().into(), Arc::new(clean));
-        }
-        (Arc::new(headers), kinds)
+        (self.redactor.header_set(|| raw.iter(), &mut kinds), kinds)
     }
 
     /// Redacts the message into the record's body; an error record also gets its message
@@ -1391,7 +1293,7 @@ mod tests {
             check(&processor);
         }
         // Remembered: the clean sets of distinct names, the first two as one.
-        assert_eq!(processor.header_sets.borrow().sets.len(), 3);
+        assert_eq!(crate::redact::remembered_header_sets(), 3);
         // Another policy: nothing remembered under the last one is used.
         let mut policy = mcp_ledger_crds::McpRedactionPolicySpec::default();
         policy.headers.deny = vec!["x-n".into(), "content-type".into()];
@@ -1402,15 +1304,18 @@ mod tests {
         let (headers, _) = processor.redacted_headers(&captured(sets[0]));
         assert_eq!(headers["content-type"].as_ref(), "[REDACTED:header]");
         assert_eq!(headers["traceparent"].as_ref(), one);
-        // Bytes a `HeaderValue` refuses, were they ever captured, would spell other sets'
-        // keys: such a set is redacted every time, never remembered.
-        let kept = processor.header_sets.borrow().sets.len();
+        // Bytes a `HeaderValue` refuses, were they ever captured, cannot make one set's key
+        // spell another's: this value, between NULs, would spell the two lines before it.
+        let kept = crate::redact::remembered_header_sets();
+        let two = HeaderLines::from_lines(|| [("x-a", &b"1"[..]), ("x-b", &b"2"[..])].into_iter());
+        let one = HeaderLines::from_lines(|| [("x-a", &b"1\x00x-b\x002"[..])].into_iter());
         for _ in 0..3 {
-            let odd = HeaderLines::from_lines(|| [("x-a", &b"1\x00\x01"[..])].into_iter());
-            let (headers, _) = processor.redacted_headers(&odd);
-            assert_eq!(headers["x-a"].as_ref(), "1\u{0}\u{1}");
+            let (headers, _) = processor.redacted_headers(&two);
+            assert_eq!((headers.len(), headers["x-b"].as_ref()), (2, "2"));
+            let (headers, _) = processor.redacted_headers(&one);
+            assert_eq!((headers.len(), headers["x-a"].as_ref()), (1, "1\u{0}x-b\u{0}2"));
         }
-        assert_eq!(processor.header_sets.borrow().sets.len(), kept);
+        assert_eq!(crate::redact::remembered_header_sets(), kept + 2);
     }
 
     #[test]

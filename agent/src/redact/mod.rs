@@ -92,8 +92,8 @@ pub struct Redactor {
 
 /// Verdicts that repeat on every message, remembered so the next message does not pay
 /// for them again: object keys (`jsonrpc`, `params`, a tool's argument names) and header
-/// lines (`content-type`, `user-agent`, …) the detectors found nothing in, and header
-/// names. Per thread, so the node agent's threads share no lock. The entries belong to
+/// lines (`content-type`, `user-agent`, …) and whole header sets the detectors found
+/// nothing in, and header names. Per thread, so the node agent's threads share no lock. The entries belong to
 /// the policy `policy` names, and are dropped when another policy runs on the thread.
 /// Nothing with a finding is remembered, and no value of a sensitive header.
 ///
@@ -114,12 +114,39 @@ struct Remembered {
     header_lines: HashMap<Box<[u8]>, SharedHeader>,
     /// Where a header line is put together for the lookup, kept between calls.
     scratch: Vec<u8>,
+    /// Whole header sets with nothing found in them, by their lines (each name and value
+    /// after its length; a well-formed `traceparent`'s value, new on every request, left
+    /// out): most exchanges of a client send the same headers, and then a set costs one
+    /// lookup.
+    header_sets: HashMap<Box<[u8]>, SharedHeaders>,
+    /// Hashes of the clean sets seen once: a set is remembered the second time it comes
+    /// (one with a new `content-length` each time is not worth keeping).
+    sets_seen_once: std::collections::HashSet<u64, foldhash::fast::RandomState>,
+    /// Where a set's key is put together, kept between calls.
+    set_key: Vec<u8>,
+    /// The record's name of the header a remembered set leaves out.
+    traceparent: Arc<str>,
 }
+
+/// Headers as records hold them: shared by every record of one HTTP message.
+pub type SharedHeaders = Arc<BTreeMap<Arc<str>, Arc<str>>>;
 
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// A header's name and value as records hold them.
 type SharedHeader = (Arc<str>, Arc<str>);
+
+/// What may be remembered of a redacted header line.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Line {
+    /// Nothing found, not a sensitive header: the line, and a set that holds it.
+    Clean,
+    /// A well-formed `traceparent`, new on every request: neither the line nor its value
+    /// (a set that holds it is remembered without it).
+    Fresh,
+    /// Something redacted: nothing.
+    Found,
+}
 
 impl Remembered {
     /// Runs `f` on this thread's entries for policy `id`, dropping another policy's.
@@ -129,6 +156,8 @@ impl Remembered {
                 r.keys.clear();
                 r.header_names.clear();
                 r.header_lines.clear();
+                r.header_sets.clear();
+                r.sets_seen_once.clear();
                 r.policy = id;
             }
             f(r)
@@ -138,7 +167,12 @@ impl Remembered {
 
 /// Adds an entry to a bounded map, which starts over when full.
 fn remember<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>, key: K, value: V) {
-    if map.len() >= REMEMBERED_PER_KIND {
+    remember_up_to(map, REMEMBERED_PER_KIND, key, value);
+}
+
+/// Adds an entry to a map of at most `most` entries, which starts over when full.
+fn remember_up_to<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>, most: usize, key: K, value: V) {
+    if map.len() >= most {
         map.clear();
     }
     map.insert(key, value);
@@ -151,13 +185,26 @@ thread_local! {
         header_names: HashMap::default(),
         header_lines: HashMap::default(),
         scratch: Vec::new(),
+        header_sets: HashMap::default(),
+        sets_seen_once: Default::default(),
+        set_key: Vec::new(),
+        traceparent: "traceparent".into(),
     });
+}
+
+/// How many whole header sets this thread remembers (for tests).
+#[cfg(test)]
+pub(crate) fn remembered_header_sets() -> usize {
+    REMEMBERED.with_borrow(|r| r.header_sets.len())
 }
 
 /// Most entries of each kind remembered per thread.
 const REMEMBERED_PER_KIND: usize = 1024;
 /// Longer keys and header lines are scanned every time: they rarely repeat.
 const REMEMBERED_LONGEST: usize = 256;
+/// Most whole header sets remembered per thread, and the longest (by their key).
+const REMEMBERED_SETS: usize = 256;
+const REMEMBERED_SET_LONGEST: usize = 4096;
 /// The next policy id (0 is no policy).
 static NEXT_POLICY: AtomicU64 = AtomicU64::new(1);
 
@@ -303,43 +350,135 @@ impl Redactor {
         headers: impl Iterator<Item = (&'a str, &'a [u8])>,
         summary: &mut BTreeMap<String, u32>,
     ) -> BTreeMap<Arc<str>, Arc<str>> {
+        Remembered::with(self.id, |remembered| self.header_lines(remembered, headers, summary).0)
+    }
+
+    /// The headers `lines()` yields, redacted as [`Redactor::headers`] redacts them, as
+    /// records share them. A set with nothing found in it is remembered whole, so that
+    /// the next one costs a lookup; a set with anything found in it is not: its secrets
+    /// are kept no longer than its records. `lines()` is called twice when the set is new.
+    pub fn header_set<'a, I: Iterator<Item = (&'a str, &'a [u8])>>(
+        &self,
+        lines: impl Fn() -> I,
+        summary: &mut BTreeMap<String, u32>,
+    ) -> SharedHeaders {
         Remembered::with(self.id, |remembered| {
-            let mut out: BTreeMap<Arc<str>, Arc<str>> = BTreeMap::new();
-            let mut line = std::mem::take(&mut remembered.scratch);
-            for (name, value) in headers {
-                line.clear();
-                line.extend_from_slice(name.as_bytes());
-                line.push(0);
-                line.extend_from_slice(value);
-                let (name, text) = match remembered.header_lines.get(line.as_slice()) {
-                    Some((name, text)) => (name.clone(), text.clone()),
-                    None => {
-                        // Only a line with one NUL is remembered, so no other name and
-                        // value can spell it.
-                        let one_nul = !name.as_bytes().contains(&0) && !value.contains(&0);
-                        let (name, text, clean) = self.header_line(remembered, name, value, summary);
-                        if clean && one_nul && line.len() <= REMEMBERED_LONGEST {
-                            let entry = (name.clone(), text.clone());
-                            remember(&mut remembered.header_lines, line.as_slice().into(), entry);
-                        }
-                        (name, text)
-                    }
-                };
-                match out.entry(name) {
-                    std::collections::btree_map::Entry::Vacant(e) => {
-                        e.insert(text);
-                    }
-                    std::collections::btree_map::Entry::Occupied(mut e) => {
-                        let joined = format!("{}, {text}", e.get());
-                        e.insert(joined.into());
-                    }
+            let mut key = std::mem::take(&mut remembered.set_key);
+            let set = self.header_set_keyed(remembered, &mut key, lines, summary);
+            if key.capacity() <= 2 * REMEMBERED_SET_LONGEST {
+                remembered.set_key = key;
+            }
+            set
+        })
+    }
+
+    fn header_set_keyed<'a, I: Iterator<Item = (&'a str, &'a [u8])>>(
+        &self,
+        remembered: &mut Remembered,
+        key: &mut Vec<u8>,
+        lines: impl Fn() -> I,
+        summary: &mut BTreeMap<String, u32>,
+    ) -> SharedHeaders {
+        key.clear();
+        let (mut traceparent, mut count, mut keyed) = (None, 0, true);
+        // Each name and value is written after its length, so no two sets share a key
+        // whatever bytes their values hold; a traceparent's value is left out, its length
+        // written as `OMITTED`.
+        const OMITTED: u32 = u32::MAX;
+        let mut length = |key: &mut Vec<u8>, n: usize| match u32::try_from(n) {
+            Ok(n) if n != OMITTED => key.extend_from_slice(&n.to_le_bytes()),
+            _ => keyed = false,
+        };
+        for (name, value) in lines() {
+            count += 1;
+            length(key, name.len());
+            key.extend_from_slice(name.as_bytes());
+            let text = || std::str::from_utf8(value).ok().filter(|v| is_traceparent(v));
+            match (name == "traceparent" && traceparent.is_none()).then(text).flatten() {
+                Some(value) => {
+                    traceparent = Some(value);
+                    key.extend_from_slice(&OMITTED.to_le_bytes());
+                }
+                None => {
+                    length(key, value.len());
+                    key.extend_from_slice(value);
                 }
             }
-            if line.capacity() <= 4 * REMEMBERED_LONGEST {
-                remembered.scratch = line;
+        }
+        if keyed && let Some(set) = remembered.header_sets.get(key.as_slice()) {
+            return match traceparent {
+                None => set.clone(),
+                Some(value) => {
+                    let mut with = BTreeMap::clone(set);
+                    with.insert(remembered.traceparent.clone(), value.into());
+                    Arc::new(with)
+                }
+            };
+        }
+        let (headers, clean) = self.header_lines(remembered, lines(), summary);
+        // Only a set of distinct names (repeated ones are joined into one value).
+        if keyed && clean && headers.len() == count && key.len() <= REMEMBERED_SET_LONGEST {
+            let hash = std::hash::BuildHasher::hash_one(remembered.header_sets.hasher(), key.as_slice());
+            let seen = &mut remembered.sets_seen_once;
+            if seen.len() >= REMEMBERED_SETS {
+                seen.clear();
             }
-            out
-        })
+            if !seen.insert(hash) {
+                let mut set = headers.clone();
+                if traceparent.is_some() {
+                    set.remove("traceparent");
+                }
+                remember_up_to(&mut remembered.header_sets, REMEMBERED_SETS, key.as_slice().into(), Arc::new(set));
+            }
+        }
+        Arc::new(headers)
+    }
+
+    /// Redacts `headers` with this thread's remembered lines, and says whether nothing was
+    /// found in any of them.
+    fn header_lines<'a>(
+        &self,
+        remembered: &mut Remembered,
+        headers: impl Iterator<Item = (&'a str, &'a [u8])>,
+        summary: &mut BTreeMap<String, u32>,
+    ) -> (BTreeMap<Arc<str>, Arc<str>>, bool) {
+        let mut out: BTreeMap<Arc<str>, Arc<str>> = BTreeMap::new();
+        let mut all_clean = true;
+        let mut line = std::mem::take(&mut remembered.scratch);
+        for (name, value) in headers {
+            line.clear();
+            line.extend_from_slice(name.as_bytes());
+            line.push(0);
+            line.extend_from_slice(value);
+            let (name, text) = match remembered.header_lines.get(line.as_slice()) {
+                Some((name, text)) => (name.clone(), text.clone()),
+                None => {
+                    // Only a line with one NUL is remembered, so no other name and
+                    // value can spell it.
+                    let one_nul = !name.as_bytes().contains(&0) && !value.contains(&0);
+                    let (name, text, fate) = self.header_line(remembered, name, value, summary);
+                    if fate == Line::Clean && one_nul && line.len() <= REMEMBERED_LONGEST {
+                        let entry = (name.clone(), text.clone());
+                        remember(&mut remembered.header_lines, line.as_slice().into(), entry);
+                    }
+                    all_clean &= fate != Line::Found;
+                    (name, text)
+                }
+            };
+            match out.entry(name) {
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert(text);
+                }
+                std::collections::btree_map::Entry::Occupied(mut e) => {
+                    let joined = format!("{}, {text}", e.get());
+                    e.insert(joined.into());
+                }
+            }
+        }
+        if line.capacity() <= 4 * REMEMBERED_LONGEST {
+            remembered.scratch = line;
+        }
+        (out, all_clean)
     }
 
     /// Redacts a JSON message in place: JSON-path rules, keys that name a secret, and every
@@ -498,15 +637,14 @@ impl Redactor {
         }
     }
 
-    /// One header line: the record's name and value, and whether the line may be
-    /// remembered (a header that is not sensitive, a value with nothing found).
+    /// One header line: the record's name and value, and what may be remembered of it.
     fn header_line(
         &self,
         remembered: &mut Remembered,
         name: &str,
         value: &[u8],
         summary: &mut BTreeMap<String, u32>,
-    ) -> (Arc<str>, Arc<str>, bool) {
+    ) -> (Arc<str>, Arc<str>, Line) {
         let (name, sensitive) = match remembered.header_names.get(name) {
             Some(known) => known.clone(),
             None => {
@@ -523,18 +661,18 @@ impl Redactor {
                 (Action::Hash, Ok(v)) => self.hmac("header", v).into(),
                 _ => "[REDACTED:header]".into(),
             };
-            return (name, text, false);
+            return (name, text, Line::Found);
         }
         let Ok(value) = std::str::from_utf8(value) else {
-            return (name, "[REDACTED:non-utf8]".into(), false);
+            return (name, "[REDACTED:non-utf8]".into(), Line::Found);
         };
         // A well-formed `traceparent` is new on every request: kept, not remembered.
         if &*name == "traceparent" && is_traceparent(value) {
-            return (name, value.into(), false);
+            return (name, value.into(), Line::Fresh);
         }
         match self.string(value, summary) {
-            Some(redacted) => (name, redacted.into(), false),
-            None => (name, value.into(), true),
+            Some(redacted) => (name, redacted.into(), Line::Found),
+            None => (name, value.into(), Line::Clean),
         }
     }
 
