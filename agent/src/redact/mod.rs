@@ -91,10 +91,11 @@ pub struct Redactor {
 }
 
 /// Verdicts that repeat on every message, remembered so the next message does not pay
-/// for them again: object keys (`jsonrpc`, `params`, a tool's argument names) and header
+/// for them again: object keys (`jsonrpc`, `params`, a tool's argument names), header
 /// lines (`content-type`, `user-agent`, …) and whole header sets the detectors found
-/// nothing in, and header names. Per thread, so the node agent's threads share no lock. The entries belong to
-/// the policy `policy` names, and are dropped when another policy runs on the thread.
+/// nothing in, and header names. Per thread, so the node agent's threads share no lock.
+/// The entries belong to the policy `policy` names, and are dropped when another policy
+/// runs on the thread.
 /// Nothing with a finding is remembered, and no value of a sensitive header.
 ///
 /// The maps hash with foldhash, seeded at random per process: SipHash cost more than the
