@@ -14,8 +14,111 @@ use serde::{Deserialize, Serialize};
 use crate::common::Transport;
 pub use crate::ids::{HexId, SpanId, TraceId};
 
-fn no_headers(headers: &Arc<BTreeMap<Arc<str>, Arc<str>>>) -> bool {
-    headers.is_empty()
+/// A header map as records share it: lower-case names, values after redaction.
+pub type HeaderSet = Arc<BTreeMap<Arc<str>, Arc<str>>>;
+
+/// The headers of a leg: a set that every record with the same headers shares, and beside
+/// it the request's own well-formed `traceparent`, which is new on every request and would
+/// otherwise make each request's set a new one. Read, written and compared as one map in
+/// name order, `traceparent` in its place.
+#[derive(Clone, Debug, Default)]
+pub struct Headers {
+    shared: HeaderSet,
+    traceparent: Option<Traceparent>,
+}
+
+/// A version-00 W3C `traceparent` value (`00-<32 hex>-<16 hex>-<2 hex>`), held inline.
+#[derive(Clone, Copy, Debug)]
+struct Traceparent([u8; TRACEPARENT_LEN]);
+
+const TRACEPARENT_LEN: usize = 55;
+const TRACEPARENT: &str = "traceparent";
+
+impl Headers {
+    /// `shared` with `traceparent` beside it. Kept inline only when it is one header line's
+    /// worth of visible ASCII of the version-00 length and `shared` has no `traceparent`;
+    /// otherwise the set is copied with it inserted, so the map read back is the same.
+    pub fn with_traceparent(shared: HeaderSet, traceparent: &str) -> Self {
+        let inline = <[u8; TRACEPARENT_LEN]>::try_from(traceparent.as_bytes())
+            .ok()
+            .filter(|b| b.iter().all(|&c| c.is_ascii_graphic()) && !shared.contains_key(TRACEPARENT));
+        match inline {
+            Some(bytes) => Self { shared, traceparent: Some(Traceparent(bytes)) },
+            None => {
+                let mut set = BTreeMap::clone(&shared);
+                set.insert(TRACEPARENT.into(), traceparent.into());
+                Self::from(Arc::new(set))
+            }
+        }
+    }
+
+    /// The shared set (without the `traceparent` held beside it).
+    pub fn shared(&self) -> &HeaderSet {
+        &self.shared
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.shared.is_empty() && self.traceparent.is_none()
+    }
+
+    pub fn len(&self) -> usize {
+        self.shared.len() + usize::from(self.traceparent.is_some())
+    }
+
+    /// The value of `name` (lower case).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        match &self.traceparent {
+            Some(t) if name == TRACEPARENT => Some(t.as_str()),
+            _ => self.shared.get(name).map(|v| &**v),
+        }
+    }
+
+    /// Every header in name order, `traceparent` in its place.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        let mut beside = self.traceparent.as_ref().map(|t| (TRACEPARENT, t.as_str()));
+        let mut shared = self.shared.iter().map(|(n, v)| (&**n, &**v)).peekable();
+        std::iter::from_fn(move || match (shared.peek(), beside) {
+            (Some(&(name, _)), Some(t)) if name > TRACEPARENT => {
+                beside = None;
+                Some(t)
+            }
+            (Some(_), _) => shared.next(),
+            (None, t) => {
+                beside = None;
+                t
+            }
+        })
+    }
+}
+
+impl Traceparent {
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("checked to be ASCII when kept")
+    }
+}
+
+impl From<HeaderSet> for Headers {
+    fn from(shared: HeaderSet) -> Self {
+        Self { shared, traceparent: None }
+    }
+}
+
+impl PartialEq for Headers {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Serialize for Headers {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for Headers {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(Self::from(HeaderSet::deserialize(deserializer)?))
+    }
 }
 
 /// A JSON value held as its compact text, written into JSON output as it is: the agent
@@ -96,8 +199,9 @@ pub struct AuditRecord {
     // Shared: every record of one HTTP message (each event of an SSE stream, each message
     // of a batch) carries the same map, redacted once.
     /// HTTP headers of the leg, after redaction (lower-case names).
-    #[serde(default, skip_serializing_if = "no_headers")]
-    pub headers: Arc<BTreeMap<Arc<str>, Arc<str>>>,
+    #[serde(default, skip_serializing_if = "Headers::is_empty")]
+    #[schemars(with = "BTreeMap<String, String>")]
+    pub headers: Headers,
     /// Verified user id, from a verified JWT or a trusted gateway.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_id: Option<String>,

@@ -512,7 +512,7 @@ fn sample_record() -> AuditRecord {
         event_type: EventType::McpResponseError,
         response_code: Some(200),
         response_type: Some("sse".into()),
-        headers: std::sync::Arc::new([("content-type".into(), "text/event-stream".into())].into()),
+        headers: crate::record::HeaderSet::new([("content-type".into(), "text/event-stream".into())].into()).into(),
         user_id: Some("alice".into()),
         team_id: Some("platform".into()),
         org_id: None,
@@ -599,13 +599,14 @@ fn a_record_written_field_by_field_is_its_serde_json_text() {
     every.org_id = Some("acme".into());
     every.identity_source = IdentitySource::TrustedGateway;
     every.server = std::sync::Arc::new(ServerIdentity { version: Some("1.2.0".into()), ..(*full.server).clone() });
-    every.headers = std::sync::Arc::new(
+    every.headers = crate::record::HeaderSet::new(
         [
             ("x-odd".into(), "quote \" backslash \\ tab \t bell \u{7} ünï".into()),
             ("accept".into(), "application/json, text/event-stream".into()),
         ]
         .into(),
-    );
+    )
+    .into();
     every.body_truncated = true;
     every.redaction.payload_dropped = Some("rule:blob".into());
     every.governance = Some(Governance {
@@ -652,7 +653,13 @@ fn a_record_written_field_by_field_is_its_serde_json_text() {
         error: Some(RecordError { kind: "upstream_unavailable".into(), code: None, message: None }),
         ..full.clone()
     };
-    for record in [full, every, minimal] {
+    // A traceparent held beside the shared set is written in its place among the names.
+    let mut beside = every.clone();
+    beside.headers = Headers::with_traceparent(
+        every.headers.shared().clone(),
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    );
+    for record in [full, every, minimal, beside] {
         let mut out = Vec::new();
         record.write_json(&mut out);
         assert_eq!(String::from_utf8(out.clone()).unwrap(), serde_json::to_string(&record).unwrap());
@@ -678,4 +685,49 @@ fn enum_names_are_their_serde_names() {
     for l in [Level::Trace, Level::Debug, Level::Info, Level::Warn, Level::Error, Level::Fatal] {
         assert_eq!(serde_json::to_value(l).unwrap(), l.as_str());
     }
+}
+
+/// A set with `traceparent` beside it reads, writes and compares as the map with it
+/// inserted, wherever its name falls among the others.
+#[test]
+fn headers_hold_a_traceparent_beside_the_shared_set_as_one_map() {
+    let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let sets: [&[(&str, &str)]; 4] = [
+        &[],
+        &[("accept", "*/*"), ("host", "h")],
+        &[("x-a", "1"), ("x-b", "2")],
+        &[("accept", "*/*"), ("user-agent", "u"), ("zz", "z")],
+    ];
+    for set in sets {
+        let shared: HeaderSet = std::sync::Arc::new(set.iter().map(|&(n, v)| (n.into(), v.into())).collect());
+        let beside = Headers::with_traceparent(shared.clone(), tp);
+        let mut whole = std::collections::BTreeMap::clone(&shared);
+        whole.insert("traceparent".into(), tp.into());
+        let whole = Headers::from(HeaderSet::new(whole));
+        assert!(std::sync::Arc::ptr_eq(beside.shared(), &shared), "kept beside, not copied: {set:?}");
+        assert_eq!(beside, whole, "{set:?}");
+        assert!(beside.iter().eq(whole.iter()), "{set:?}");
+        assert_eq!((beside.len(), beside.is_empty()), (set.len() + 1, false));
+        assert_eq!(beside.get("traceparent"), Some(tp));
+        assert_eq!(beside.get("x-a"), whole.get("x-a"));
+        assert_eq!(serde_json::to_string(&beside).unwrap(), serde_json::to_string(&whole).unwrap());
+        let back: Headers = serde_json::from_str(&serde_json::to_string(&beside).unwrap()).unwrap();
+        assert_eq!(back, beside);
+        assert_ne!(beside, Headers::from(shared.clone()), "{set:?}");
+    }
+    // What cannot be held inline (another length, a byte outside visible ASCII, a set that
+    // has its own traceparent) is inserted into a copy: the same map either way.
+    let with_own: HeaderSet = HeaderSet::new([("traceparent".into(), "own".into())].into());
+    for (shared, value) in [
+        (HeaderSet::default(), "00-short"),
+        (HeaderSet::default(), "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0 "),
+        (with_own, tp),
+    ] {
+        let headers = Headers::with_traceparent(shared.clone(), value);
+        assert!(!std::sync::Arc::ptr_eq(headers.shared(), &shared));
+        assert_eq!(headers.get("traceparent"), Some(value));
+        assert_eq!(headers.len(), 1);
+        assert_eq!(serde_json::to_value(&headers).unwrap(), json!({"traceparent": value}));
+    }
+    assert!(Headers::default().is_empty());
 }

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use mcp_ledger_crds::record::Headers;
 use mcp_ledger_crds::redaction::{Action, HeaderMode, McpRedactionPolicySpec};
 use serde_json::Value;
 
@@ -125,12 +126,10 @@ struct Remembered {
     sets_seen_once: std::collections::HashSet<u64, foldhash::fast::RandomState>,
     /// Where a set's key is put together, kept between calls.
     set_key: Vec<u8>,
-    /// The record's name of the header a remembered set leaves out.
-    traceparent: Arc<str>,
 }
 
-/// Headers as records hold them: shared by every record of one HTTP message.
-pub type SharedHeaders = Arc<BTreeMap<Arc<str>, Arc<str>>>;
+/// A header set as records share it (see [`Headers`]).
+pub type SharedHeaders = mcp_ledger_crds::record::HeaderSet;
 
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
@@ -189,7 +188,6 @@ thread_local! {
         header_sets: HashMap::default(),
         sets_seen_once: Default::default(),
         set_key: Vec::new(),
-        traceparent: "traceparent".into(),
     });
 }
 
@@ -362,7 +360,7 @@ impl Redactor {
         &self,
         lines: impl Fn() -> I,
         summary: &mut BTreeMap<String, u32>,
-    ) -> SharedHeaders {
+    ) -> Headers {
         Remembered::with(self.id, |remembered| {
             let mut key = std::mem::take(&mut remembered.set_key);
             let set = self.header_set_keyed(remembered, &mut key, lines, summary);
@@ -379,7 +377,7 @@ impl Redactor {
         key: &mut Vec<u8>,
         lines: impl Fn() -> I,
         summary: &mut BTreeMap<String, u32>,
-    ) -> SharedHeaders {
+    ) -> Headers {
         key.clear();
         let (mut traceparent, mut count, mut keyed) = (None, 0, true);
         // Each name and value is written after its length, so no two sets share a key
@@ -408,12 +406,8 @@ impl Redactor {
         }
         if keyed && let Some(set) = remembered.header_sets.get(key.as_slice()) {
             return match traceparent {
-                None => set.clone(),
-                Some(value) => {
-                    let mut with = BTreeMap::clone(set);
-                    with.insert(remembered.traceparent.clone(), value.into());
-                    Arc::new(with)
-                }
+                None => Headers::from(set.clone()),
+                Some(value) => Headers::with_traceparent(set.clone(), value),
             };
         }
         let (headers, clean) = self.header_lines(remembered, lines(), summary);
@@ -432,7 +426,7 @@ impl Redactor {
                 remember_up_to(&mut remembered.header_sets, REMEMBERED_SETS, key.as_slice().into(), Arc::new(set));
             }
         }
-        Arc::new(headers)
+        Headers::from(Arc::new(headers))
     }
 
     /// Redacts `headers` with this thread's remembered lines, and says whether nothing was
