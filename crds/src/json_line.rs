@@ -8,7 +8,9 @@
 
 use std::io::Write as _;
 
-use crate::record::{AuditRecord, HexId, RecordError, RedactionSummary, RequestId, ServerIdentity};
+use std::sync::Arc;
+
+use crate::record::{AuditRecord, HeaderSet, Headers, HexId, RecordError, RedactionSummary, RequestId, ServerIdentity};
 
 /// A record field's name as [`Object::key`] writes it, put together at compile time.
 macro_rules! k {
@@ -20,6 +22,16 @@ macro_rules! k {
 impl AuditRecord {
     /// Appends the record as compact JSON (no newline), as `serde_json::to_writer` would.
     pub fn write_json(&self, out: &mut Vec<u8>) {
+        self.write_json_with(out, None);
+    }
+
+    /// As [`AuditRecord::write_json`], its headers from `texts` when their set was written
+    /// there before: for a writer of many records, which share a few header sets.
+    pub fn write_json_cached(&self, out: &mut Vec<u8>, texts: &mut HeaderTexts) {
+        self.write_json_with(out, Some(texts));
+    }
+
+    fn write_json_with(&self, out: &mut Vec<u8>, texts: Option<&mut HeaderTexts>) {
         // Destructured whole, so that a new field does not compile until it is written here.
         let AuditRecord {
             timestamp,
@@ -66,12 +78,17 @@ impl AuditRecord {
         o.opt_str(k!("responseType"), response_type);
         if !headers.is_empty() {
             o.key(k!("headers"));
-            let mut h = Object::open(o.out);
-            for (name, value) in headers.iter() {
-                h.key_text(name);
-                string(h.out, value);
+            match texts {
+                Some(texts) => texts.write(o.out, headers),
+                None => {
+                    let mut h = Object::open(o.out);
+                    for (name, value) in headers.iter() {
+                        h.key_text(name);
+                        string(h.out, value);
+                    }
+                    h.close();
+                }
             }
-            h.close();
         }
         o.opt_str(k!("userId"), user_id);
         o.opt_str(k!("teamId"), team_id);
@@ -150,6 +167,91 @@ impl AuditRecord {
 }
 
 /// An object being written: members separated by commas.
+/// The JSON text of the header sets a writer wrote last, by set. Records share a few sets
+/// (the request headers of each client, the response headers of the server: see
+/// [`Headers`]), and a set's text is the same every time, so it is escaped once and copied
+/// after. Each set it has text for is held here, so no other set can take its address
+/// while its text is kept.
+#[derive(Default)]
+pub struct HeaderTexts {
+    texts: Vec<HeaderText>,
+    /// The slot the next new set takes once all are used.
+    next: usize,
+}
+
+struct HeaderText {
+    set: HeaderSet,
+    /// The members, comma-separated, without braces.
+    members: Box<[u8]>,
+    /// Where in `members` a `traceparent` held beside the set goes: the end of the last
+    /// member whose name sorts before it.
+    traceparent_at: usize,
+}
+
+/// Sets a [`HeaderTexts`] keeps text for: a few clients' request sets and the server's
+/// responses.
+const HEADER_TEXTS: usize = 8;
+
+impl HeaderTexts {
+    /// `headers` as a JSON object, as serde writes it.
+    pub fn json(&mut self, headers: &Headers) -> String {
+        let mut out = Vec::new();
+        self.write(&mut out, headers);
+        String::from_utf8(out).expect("JSON written from `str`s")
+    }
+
+    fn write(&mut self, out: &mut Vec<u8>, headers: &Headers) {
+        let shared = headers.shared();
+        let at = match self.texts.iter().position(|t| Arc::ptr_eq(&t.set, shared)) {
+            Some(at) => at,
+            None => self.keep(shared),
+        };
+        let text = &self.texts[at];
+        out.push(b'{');
+        match headers.traceparent() {
+            None => out.extend_from_slice(&text.members),
+            Some(value) => {
+                let (before, after) = text.members.split_at(text.traceparent_at);
+                out.extend_from_slice(before);
+                // `after` starts with the comma of the member after it, unless nothing
+                // comes before it.
+                let mut h = Object { out, first: before.is_empty() };
+                h.key_text("traceparent");
+                string(h.out, value);
+                if before.is_empty() && !after.is_empty() {
+                    out.push(b',');
+                }
+                out.extend_from_slice(after);
+            }
+        }
+        out.push(b'}');
+    }
+
+    /// Writes `set`'s text into a slot and says which.
+    fn keep(&mut self, set: &HeaderSet) -> usize {
+        let mut members = Vec::new();
+        let mut traceparent_at = None;
+        let mut h = Object { out: &mut members, first: true };
+        for (name, value) in set.iter() {
+            if traceparent_at.is_none() && &**name > "traceparent" {
+                traceparent_at = Some(h.out.len());
+            }
+            h.key_text(name);
+            string(h.out, value);
+        }
+        let traceparent_at = traceparent_at.unwrap_or(members.len());
+        let text = HeaderText { set: set.clone(), members: members.into(), traceparent_at };
+        if self.texts.len() < HEADER_TEXTS {
+            self.texts.push(text);
+            return self.texts.len() - 1;
+        }
+        let at = self.next;
+        self.texts[at] = text;
+        self.next = (at + 1) % HEADER_TEXTS;
+        at
+    }
+}
+
 struct Object<'a> {
     out: &'a mut Vec<u8>,
     first: bool,

@@ -21,7 +21,7 @@ pub mod versions;
 
 pub use access::{McpAccessPolicy, McpAccessPolicySpec};
 pub use config::AgentConfig;
-pub use json_line::{any_needs_escape, first_needing_escape};
+pub use json_line::{HeaderTexts, any_needs_escape, first_needing_escape};
 pub use record::AuditRecord;
 pub use redaction::{McpRedactionPolicy, McpRedactionPolicySpec};
 pub use review::{McpServerReview, McpServerReviewSpec};

@@ -57,6 +57,11 @@ impl Headers {
         &self.shared
     }
 
+    /// The `traceparent` held beside the shared set, if one is.
+    pub fn traceparent(&self) -> Option<&str> {
+        self.traceparent.as_ref().map(Traceparent::as_str)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.shared.is_empty() && self.traceparent.is_none()
     }

@@ -731,3 +731,37 @@ fn headers_hold_a_traceparent_beside_the_shared_set_as_one_map() {
     }
     assert!(Headers::default().is_empty());
 }
+
+/// Headers written from a writer's remembered texts are the headers written afresh: for
+/// sets that repeat, alternate and outnumber what it keeps, with a traceparent beside them
+/// sorting before, between and after their names.
+#[test]
+fn records_written_with_remembered_header_texts_are_written_as_without() {
+    let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let set = |names: &[&str], n: usize| -> HeaderSet {
+        HeaderSet::new(names.iter().map(|&name| (name.into(), format!("v\"{n}\\é").into())).collect())
+    };
+    let mut sets: Vec<HeaderSet> = vec![
+        set(&["accept", "host"], 0),
+        set(&["x-a", "zz"], 1),
+        set(&["accept", "user-agent"], 2),
+        set(&["traceparent"], 3),
+        set(&[], 4),
+    ];
+    sets.extend((5..20).map(|n| set(&["content-type", "x-n"], n)));
+    let mut texts = crate::HeaderTexts::default();
+    let mut record = sample_record();
+    for round in 0..3 {
+        for (n, shared) in sets.iter().enumerate() {
+            for headers in [Headers::from(shared.clone()), Headers::with_traceparent(shared.clone(), tp)] {
+                record.headers = headers;
+                let (mut cached, mut fresh) = (Vec::new(), Vec::new());
+                record.write_json_cached(&mut cached, &mut texts);
+                record.write_json(&mut fresh);
+                let (cached, fresh) = (String::from_utf8(cached).unwrap(), String::from_utf8(fresh).unwrap());
+                assert_eq!(cached, fresh, "round {round}, set {n}");
+                assert_eq!(serde_json::from_str::<AuditRecord>(&cached).unwrap(), record);
+            }
+        }
+    }
+}

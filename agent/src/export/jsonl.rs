@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use mcp_ledger_crds::AuditRecord;
+use mcp_ledger_crds::{AuditRecord, HeaderTexts};
 
 use super::ExportError;
 
@@ -12,19 +12,21 @@ pub struct JsonLines {
     /// A batch is written here first and to `out` at once: a record is written in many
     /// small pieces, which would cost a dynamic call each straight to `out`.
     buf: Vec<u8>,
+    /// The text of the header sets written last.
+    header_texts: HeaderTexts,
 }
 
 impl JsonLines {
     /// Opens `path` (`-` for stdout).
     pub fn open(path: &str) -> std::io::Result<Self> {
-        Ok(Self { out: super::open_output(path)?, buf: Vec::new() })
+        Ok(Self { out: super::open_output(path)?, buf: Vec::new(), header_texts: HeaderTexts::default() })
     }
 
     /// Writes a batch and flushes.
     pub fn write(&mut self, batch: &[AuditRecord]) -> Result<(), ExportError> {
         self.buf.clear();
         for record in batch {
-            record.write_json(&mut self.buf);
+            record.write_json_cached(&mut self.buf, &mut self.header_texts);
             self.buf.push(b'\n');
         }
         self.out.write_all(&self.buf)?;

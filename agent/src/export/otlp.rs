@@ -11,9 +11,9 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use mcp_ledger_crds::AuditRecord;
 use mcp_ledger_crds::config::{OtlpConfig, OtlpProtocol};
 use mcp_ledger_crds::record::attr;
+use mcp_ledger_crds::{AuditRecord, HeaderTexts};
 use prost::Message as _;
 
 use crate::json::{Node, Text};
@@ -170,6 +170,12 @@ fn nanos(ts: jiff::Timestamp) -> u64 {
 
 /// One audit record as an OTLP LogRecord.
 pub fn log_record(r: &AuditRecord) -> proto::LogRecord {
+    log_record_with(r, &mut HeaderTexts::default())
+}
+
+/// As [`log_record`], the headers' JSON from `texts` when their set was written there
+/// before (the records of a batch share a few sets).
+fn log_record_with(r: &AuditRecord, texts: &mut HeaderTexts) -> proto::LogRecord {
     let mut a = Vec::with_capacity(32);
     let mut push = |k: &str, v: Option<AnyValue>| {
         if let Some(v) = v {
@@ -207,7 +213,7 @@ pub fn log_record(r: &AuditRecord) -> proto::LogRecord {
     push(attr::BODY_BYTES, Some(int(r.body_bytes.min(i64::MAX as u64) as i64)));
     push(attr::BODY_TRUNCATED, Some(AnyValue { value: Some(any_value::Value::BoolValue(r.body_truncated)) }));
     if !r.headers.is_empty() {
-        push(attr::HEADERS, Some(string(serde_json::to_string(&r.headers).unwrap_or_default())));
+        push(attr::HEADERS, Some(string(texts.json(&r.headers))));
     }
     if !r.redaction.kinds.is_empty() {
         push(attr::REDACTION_KINDS, Some(string(serde_json::to_string(&r.redaction.kinds).unwrap_or_default())));
@@ -271,7 +277,10 @@ pub fn encode_request(batch: &[AuditRecord], resource: &[KeyValue]) -> proto::Ex
                     attributes: vec![],
                     dropped_attributes_count: 0,
                 }),
-                log_records: batch.iter().map(log_record).collect(),
+                log_records: {
+                    let mut texts = HeaderTexts::default();
+                    batch.iter().map(|r| log_record_with(r, &mut texts)).collect()
+                },
                 schema_url: String::new(),
             }],
             schema_url: String::new(),
@@ -295,6 +304,47 @@ mod tests {
                 (kv.key.clone(), text)
             })
             .collect()
+    }
+
+    /// The headers attribute of each record of a batch is its headers' serde JSON, for
+    /// records that share sets, with and without a traceparent beside them.
+    #[test]
+    fn each_record_of_a_batch_carries_its_own_headers() {
+        use mcp_ledger_crds::record::{HeaderSet, Headers};
+        let record: AuditRecord = serde_json::from_value(serde_json::json!({
+            "timestamp": "2026-11-24T10:00:00Z", "observedTimestamp": "2026-11-24T10:00:00Z",
+            "level": "INFO", "eventType": "mcp-request", "identitySource": "unverified",
+            "correlationId": "4bf92f3577b34da6a3ce929d0e0e4736", "spanId": "00f067aa0ba902b7",
+            "requestId": {"unique": "0193a0c4-0000-7000-8000-000000000000"},
+            "direction": "client-to-server", "transport": "streamable-http",
+            "server": {"name": "s"}, "bodyBytes": 0, "redaction": {}
+        }))
+        .unwrap();
+        let a = HeaderSet::new([("accept".into(), "*/*".into()), ("x-z".into(), "\"z\"".into())].into());
+        let b = HeaderSet::new([("content-type".into(), "application/json".into())].into());
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let batch: Vec<AuditRecord> = [
+            Headers::with_traceparent(a.clone(), tp),
+            Headers::from(b.clone()),
+            Headers::with_traceparent(a.clone(), tp),
+            Headers::from(a),
+            Headers::from(b),
+            Headers::default(),
+        ]
+        .into_iter()
+        .map(|headers| AuditRecord { headers, ..record.clone() })
+        .collect();
+        let request = encode_request(&batch, &[]);
+        let logs = &request.resource_logs[0].scope_logs[0].log_records;
+        for (r, log) in batch.iter().zip(logs) {
+            let attribute = log.attributes.iter().find(|kv| kv.key == attr::HEADERS);
+            let text = attribute.and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+                any_value::Value::StringValue(s) => Some(s.as_str()),
+                _ => None,
+            });
+            let expected = (!r.headers.is_empty()).then(|| serde_json::to_string(&r.headers).unwrap());
+            assert_eq!(text, expected.as_deref(), "{:?}", r.headers);
+        }
     }
 
     #[test]
