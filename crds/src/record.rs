@@ -27,7 +27,8 @@ pub struct Headers {
     traceparent: Option<Traceparent>,
 }
 
-/// A version-00 W3C `traceparent` value (`00-<32 hex>-<16 hex>-<2 hex>`), held inline.
+/// A `traceparent` value of the version-00 length (`00-<32 hex>-<16 hex>-<2 hex>`), held
+/// inline.
 #[derive(Clone, Copy, Debug)]
 struct Traceparent([u8; TRACEPARENT_LEN]);
 
@@ -35,13 +36,13 @@ const TRACEPARENT_LEN: usize = 55;
 const TRACEPARENT: &str = "traceparent";
 
 impl Headers {
-    /// `shared` with `traceparent` beside it. Kept inline only when it is one header line's
-    /// worth of visible ASCII of the version-00 length and `shared` has no `traceparent`;
-    /// otherwise the set is copied with it inserted, so the map read back is the same.
+    /// `shared` with `traceparent` beside it. Kept inline only when it has the version-00
+    /// length and `shared` has no `traceparent`; otherwise the set is copied with it
+    /// inserted, so the map read back is the same.
     pub fn with_traceparent(shared: HeaderSet, traceparent: &str) -> Self {
         let inline = <[u8; TRACEPARENT_LEN]>::try_from(traceparent.as_bytes())
             .ok()
-            .filter(|b| b.iter().all(|&c| c.is_ascii_graphic()) && !shared.contains_key(TRACEPARENT));
+            .filter(|_| !shared.contains_key(TRACEPARENT));
         match inline {
             Some(bytes) => Self { shared, traceparent: Some(Traceparent(bytes)) },
             None => {
@@ -98,7 +99,7 @@ impl Headers {
 
 impl Traceparent {
     fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.0).expect("checked to be ASCII when kept")
+        std::str::from_utf8(&self.0).expect("copied from a whole `str`")
     }
 }
 
