@@ -29,8 +29,14 @@ pub struct Headers {
 
 /// A `traceparent` value of the version-00 length (`00-<32 hex>-<16 hex>-<2 hex>`), held
 /// inline.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 struct Traceparent([u8; TRACEPARENT_LEN]);
+
+impl std::fmt::Debug for Traceparent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
 
 const TRACEPARENT_LEN: usize = 55;
 const TRACEPARENT: &str = "traceparent";

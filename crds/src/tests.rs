@@ -709,6 +709,7 @@ fn headers_hold_a_traceparent_beside_the_shared_set_as_one_map() {
         assert!(beside.iter().eq(whole.iter()), "{set:?}");
         assert_eq!((beside.len(), beside.is_empty()), (set.len() + 1, false));
         assert_eq!(beside.get("traceparent"), Some(tp));
+        assert!(format!("{beside:?}").contains(tp), "debug output shows the value: {beside:?}");
         assert_eq!(beside.get("x-a"), whole.get("x-a"));
         assert_eq!(serde_json::to_string(&beside).unwrap(), serde_json::to_string(&whole).unwrap());
         let back: Headers = serde_json::from_str(&serde_json::to_string(&beside).unwrap()).unwrap();
