@@ -8,6 +8,7 @@
 
 use std::io::Write as _;
 
+use std::ops::Bound;
 use std::sync::Arc;
 
 use crate::record::{AuditRecord, HeaderSet, Headers, HexId, RecordError, RedactionSummary, RequestId, ServerIdentity};
@@ -82,10 +83,7 @@ impl AuditRecord {
                 Some(texts) => texts.write(o.out, headers),
                 None => {
                     let mut h = Object::open(o.out);
-                    for (name, value) in headers.iter() {
-                        h.key_text(name);
-                        string(h.out, value);
-                    }
+                    h.header_members(headers.iter());
                     h.close();
                 }
             }
@@ -166,7 +164,6 @@ impl AuditRecord {
     }
 }
 
-/// An object being written: members separated by commas.
 /// The JSON text of the header sets a writer wrote last, by set. Records share a few sets
 /// (the request headers of each client, the response headers of the server: see
 /// [`Headers`]), and a set's text is the same every time, so it is escaped once and copied
@@ -216,8 +213,7 @@ impl HeaderTexts {
                 // `after` starts with the comma of the member after it, unless nothing
                 // comes before it.
                 let mut h = Object { out, first: before.is_empty() };
-                h.key_text("traceparent");
-                string(h.out, value);
+                h.header_members([("traceparent", value)].into_iter());
                 if before.is_empty() && !after.is_empty() {
                     out.push(b',');
                 }
@@ -230,16 +226,15 @@ impl HeaderTexts {
     /// Writes `set`'s text into a slot and says which.
     fn keep(&mut self, set: &HeaderSet) -> usize {
         let mut members = Vec::new();
-        let mut traceparent_at = None;
         let mut h = Object { out: &mut members, first: true };
-        for (name, value) in set.iter() {
-            if traceparent_at.is_none() && &**name > "traceparent" {
-                traceparent_at = Some(h.out.len());
-            }
-            h.key_text(name);
-            string(h.out, value);
+        fn line<'s>((name, value): (&'s Arc<str>, &'s Arc<str>)) -> (&'s str, &'s str) {
+            (name, value)
         }
-        let traceparent_at = traceparent_at.unwrap_or(members.len());
+        let upto = (Bound::Unbounded, Bound::Included("traceparent"));
+        h.header_members(set.range::<str, _>(upto).map(line));
+        let traceparent_at = h.out.len();
+        let past = (Bound::Excluded("traceparent"), Bound::Unbounded);
+        h.header_members(set.range::<str, _>(past).map(line));
         let text = HeaderText { set: set.clone(), members: members.into(), traceparent_at };
         if self.texts.len() < HEADER_TEXTS {
             self.texts.push(text);
@@ -252,6 +247,7 @@ impl HeaderTexts {
     }
 }
 
+/// An object being written: members separated by commas.
 struct Object<'a> {
     out: &'a mut Vec<u8>,
     first: bool,
@@ -282,6 +278,14 @@ impl<'a> Object<'a> {
         let member = if self.first { &member[1..] } else { member };
         self.first = false;
         self.out.extend_from_slice(member.as_bytes());
+    }
+
+    /// Header names and values, as members.
+    fn header_members<'h>(&mut self, lines: impl Iterator<Item = (&'h str, &'h str)>) {
+        for (name, value) in lines {
+            self.key_text(name);
+            string(self.out, value);
+        }
     }
 
     /// A key from data (a header name, a redaction kind).

@@ -404,13 +404,15 @@ impl Redactor {
                 }
             }
         }
+        // A remembered set leaves the traceparent out: it is held beside.
+        let beside = |set: SharedHeaders| match traceparent {
+            None => Headers::from(set),
+            Some(value) => Headers::with_traceparent(set, value),
+        };
         if keyed && let Some(set) = remembered.header_sets.get(key.as_slice()) {
-            return match traceparent {
-                None => Headers::from(set.clone()),
-                Some(value) => Headers::with_traceparent(set.clone(), value),
-            };
+            return beside(set.clone());
         }
-        let (headers, clean) = self.header_lines(remembered, lines(), summary);
+        let (mut headers, clean) = self.header_lines(remembered, lines(), summary);
         // Only a set of distinct names (repeated ones are joined into one value).
         if keyed && clean && headers.len() == count && key.len() <= REMEMBERED_SET_LONGEST {
             let hash = std::hash::BuildHasher::hash_one(remembered.header_sets.hasher(), key.as_slice());
@@ -419,11 +421,12 @@ impl Redactor {
                 seen.clear();
             }
             if !seen.insert(hash) {
-                let mut set = headers.clone();
                 if traceparent.is_some() {
-                    set.remove("traceparent");
+                    headers.remove("traceparent");
                 }
-                remember_up_to(&mut remembered.header_sets, REMEMBERED_SETS, key.as_slice().into(), Arc::new(set));
+                let set = Arc::new(headers);
+                remember_up_to(&mut remembered.header_sets, REMEMBERED_SETS, key.as_slice().into(), set.clone());
+                return beside(set);
             }
         }
         Headers::from(Arc::new(headers))
