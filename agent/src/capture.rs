@@ -22,7 +22,7 @@ use crate::json::Node;
 use crate::mcp::jsonrpc::{self, Kind, Message};
 use crate::mcp::trace::TraceContext;
 use crate::metrics::Metrics;
-use crate::redact::Redactor;
+use crate::redact::{Redactor, SetKey};
 
 /// How the body of an HTTP message is framed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -251,6 +251,24 @@ impl HeaderLines {
         let value = &self.buf[value];
         let visible = value.iter().all(|&b| b == b'\t' || (0x20..0x7f).contains(&b));
         visible.then(|| std::str::from_utf8(value).ok()).flatten()
+    }
+
+    /// What the redactor remembers this set by: the whole buffer, the value of the first
+    /// `traceparent` that is a well-formed trace context left out. With where that value
+    /// was and the number of headers, the bytes spell one set: the table of ends closes
+    /// the buffer, and says where each name and value begins and ends.
+    pub fn set_key(&self) -> SetKey<'_> {
+        let lines = (self.buf.len() - self.values) / END_PAIR;
+        let traceparent = self.spans().find_map(|(name, value)| {
+            let text = (&self.buf[name] == b"traceparent").then(|| std::str::from_utf8(&self.buf[value.clone()]));
+            text?.ok().filter(|v| crate::redact::is_traceparent(v)).map(|v| (value, v))
+        });
+        match traceparent {
+            Some((value, text)) => {
+                SetKey { parts: [&self.buf[..value.start], &self.buf[value.end..]], traceparent: Some(text), lines }
+            }
+            None => SetKey { parts: [&self.buf, &[]], traceparent: None, lines },
+        }
     }
 
     /// Each header's name and value.
@@ -1142,7 +1160,7 @@ impl Processor {
     /// it found nothing in: see [`Redactor::header_set`]).
     fn redacted_headers(&self, raw: &HeaderLines) -> RedactedHeaders {
         let mut kinds = BTreeMap::new();
-        (self.redactor.header_set(|| raw.iter(), &mut kinds), kinds)
+        (self.redactor.header_set(raw.set_key(), || raw.iter(), &mut kinds), kinds)
     }
 
     /// Redacts the message into the record's body; an error record also gets its message

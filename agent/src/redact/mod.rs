@@ -131,6 +131,23 @@ struct Remembered {
 /// A header set as records share it (see [`Headers`]).
 pub type SharedHeaders = mcp_ledger_crds::record::HeaderSet;
 
+/// What a whole header set is remembered by ([`Redactor::header_set`]): the bytes of a
+/// buffer that spells the set (the capture's `HeaderLines`), with the value of its
+/// `traceparent` left out, since that is new on every request. The holder of the buffer
+/// answers for it that, with where the value was left out and the number of lines, the
+/// bytes spell no other set.
+#[derive(Debug, Clone, Copy)]
+pub struct SetKey<'a> {
+    /// The bytes before the traceparent's value and after it (all of them in the first
+    /// part when none was left out).
+    pub parts: [&'a [u8]; 2],
+    /// The value left out: the value of the set's first `traceparent` line that is a
+    /// well-formed trace context.
+    pub traceparent: Option<&'a str>,
+    /// How many lines (name and value) the set has.
+    pub lines: usize,
+}
+
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// A header's name and value as records hold them.
@@ -353,19 +370,21 @@ impl Redactor {
     }
 
     /// The headers `lines()` yields, redacted as [`Redactor::headers`] redacts them, as
-    /// records share them. A set with nothing found in it is remembered whole, so that
-    /// the next one costs a lookup; a set with anything found in it is not: its secrets
-    /// are kept no longer than its records. `lines()` is called twice when the set is new.
+    /// records share them. A set with nothing found in it is remembered whole, by `key`,
+    /// so that the next one costs a lookup; a set with anything found in it is not: its
+    /// secrets are kept no longer than its records. `lines()` is read only when the set
+    /// is new.
     pub fn header_set<'a, I: Iterator<Item = (&'a str, &'a [u8])>>(
         &self,
-        lines: impl Fn() -> I,
+        key: SetKey<'_>,
+        lines: impl FnOnce() -> I,
         summary: &mut BTreeMap<String, u32>,
     ) -> Headers {
         Remembered::with(self.id, |remembered| {
-            let mut key = std::mem::take(&mut remembered.set_key);
-            let set = self.header_set_keyed(remembered, &mut key, lines, summary);
-            if key.capacity() <= 2 * REMEMBERED_SET_LONGEST {
-                remembered.set_key = key;
+            let mut bytes = std::mem::take(&mut remembered.set_key);
+            let set = self.header_set_keyed(remembered, &mut bytes, key, lines, summary);
+            if bytes.capacity() <= 2 * REMEMBERED_SET_LONGEST {
+                remembered.set_key = bytes;
             }
             set
         })
@@ -374,58 +393,42 @@ impl Redactor {
     fn header_set_keyed<'a, I: Iterator<Item = (&'a str, &'a [u8])>>(
         &self,
         remembered: &mut Remembered,
-        key: &mut Vec<u8>,
-        lines: impl Fn() -> I,
+        bytes: &mut Vec<u8>,
+        key: SetKey<'_>,
+        lines: impl FnOnce() -> I,
         summary: &mut BTreeMap<String, u32>,
     ) -> Headers {
-        key.clear();
-        let (mut traceparent, mut count, mut keyed) = (None, 0, true);
-        // Each name and value is written after its length, so no two sets share a key
-        // whatever bytes their values hold; a traceparent's value is left out, its length
-        // written as `OMITTED`.
-        const OMITTED: u32 = u32::MAX;
-        let mut length = |key: &mut Vec<u8>, n: usize| match u32::try_from(n) {
-            Ok(n) if n != OMITTED => key.extend_from_slice(&n.to_le_bytes()),
-            _ => keyed = false,
-        };
-        for (name, value) in lines() {
-            count += 1;
-            length(key, name.len());
-            key.extend_from_slice(name.as_bytes());
-            let text = || std::str::from_utf8(value).ok().filter(|v| is_traceparent(v));
-            match (name == "traceparent" && traceparent.is_none()).then(text).flatten() {
-                Some(value) => {
-                    traceparent = Some(value);
-                    key.extend_from_slice(&OMITTED.to_le_bytes());
-                }
-                None => {
-                    length(key, value.len());
-                    key.extend_from_slice(value);
-                }
-            }
-        }
+        // The key's bytes, then where the traceparent's value was left out and how many
+        // lines the set has: with those the bytes spell one set only.
+        let [before, after] = key.parts;
+        let omitted_at = if key.traceparent.is_some() { before.len() as u64 } else { u64::MAX };
+        bytes.clear();
+        bytes.extend_from_slice(before);
+        bytes.extend_from_slice(after);
+        bytes.extend_from_slice(&omitted_at.to_le_bytes());
+        bytes.extend_from_slice(&(key.lines as u64).to_le_bytes());
         // A remembered set leaves the traceparent out: it is held beside.
-        let beside = |set: SharedHeaders| match traceparent {
+        let beside = |set: SharedHeaders| match key.traceparent {
             None => Headers::from(set),
             Some(value) => Headers::with_traceparent(set, value),
         };
-        if keyed && let Some(set) = remembered.header_sets.get(key.as_slice()) {
+        if let Some(set) = remembered.header_sets.get(bytes.as_slice()) {
             return beside(set.clone());
         }
         let (mut headers, clean) = self.header_lines(remembered, lines(), summary);
         // Only a set of distinct names (repeated ones are joined into one value).
-        if keyed && clean && headers.len() == count && key.len() <= REMEMBERED_SET_LONGEST {
-            let hash = std::hash::BuildHasher::hash_one(remembered.header_sets.hasher(), key.as_slice());
+        if clean && headers.len() == key.lines && bytes.len() <= REMEMBERED_SET_LONGEST {
+            let hash = std::hash::BuildHasher::hash_one(remembered.header_sets.hasher(), bytes.as_slice());
             let seen = &mut remembered.sets_seen_once;
             if seen.len() >= REMEMBERED_SETS {
                 seen.clear();
             }
             if !seen.insert(hash) {
-                if traceparent.is_some() {
+                if key.traceparent.is_some() {
                     headers.remove("traceparent");
                 }
                 let set = Arc::new(headers);
-                remember_up_to(&mut remembered.header_sets, REMEMBERED_SETS, key.as_slice().into(), set.clone());
+                remember_up_to(&mut remembered.header_sets, REMEMBERED_SETS, bytes.as_slice().into(), set.clone());
                 return beside(set);
             }
         }
