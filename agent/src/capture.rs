@@ -196,51 +196,49 @@ impl std::fmt::Display for Scope {
 /// clone costs more, and each custom name it holds (`mcp-*`) allocates when cloned.
 #[derive(Debug, Default)]
 pub struct HeaderLines {
-    /// The names one after the other (text: each is a whole `&str`, so reading them back
-    /// checks nothing that can fail), then the values (bytes: a value need not be UTF-8),
-    /// then per header where its name and its value end (two little-endian `u32`s). One
-    /// allocation per capture: the proxy makes two captures per request and the
-    /// processor, on its own thread, frees them.
-    buf: Box<[u8]>,
-    /// Where the names end and the values begin in `buf`.
-    names: usize,
-    /// Where the values end and the table of ends begins in `buf`.
-    values: usize,
+    /// Per header where its name and its value end (two little-endian `u32`s, counted
+    /// from the end of this table), then each name (text: a whole `&str`) and its value
+    /// (bytes: a value need not be UTF-8). One allocation per capture, filled in one pass
+    /// over the map: the proxy makes two captures per request and the processor, on its
+    /// own thread, frees them.
+    buf: Vec<u8>,
+    /// How many headers the table holds (where it ends: `lines * END_PAIR`).
+    lines: usize,
 }
 
 /// Bytes per header in the table of ends.
 const END_PAIR: usize = 8;
 
+/// Room made per header before any is copied: most names and values are shorter together
+/// (a longer set grows the buffer).
+const LINE_ROOM: usize = 48;
+
 impl HeaderLines {
     pub fn capture(headers: &http::HeaderMap) -> Self {
-        Self::from_lines(|| headers.iter().map(|(name, value)| (name.as_str(), value.as_bytes())))
+        // `len` counts every value of every name: as many lines as `iter` yields.
+        Self::from_lines(headers.len(), headers.iter().map(|(name, value)| (name.as_str(), value.as_bytes())))
     }
 
-    /// The headers `lines()` yields (called twice: to size the buffer, then to fill it).
-    /// Header blocks are far below 4 GiB (hyper refuses heads over a few hundred KiB), so
-    /// ends fit a `u32`.
+    /// The `count` headers `lines` yields. Header blocks are far below 4 GiB (hyper refuses
+    /// heads over a few hundred KiB), so ends fit a `u32`.
     #[inline]
-    fn from_lines<'a, I: Iterator<Item = (&'a str, &'a [u8])>>(lines: impl Fn() -> I) -> Self {
-        let (mut names, mut values, mut count) = (0, 0, 0);
-        for (name, value) in lines() {
-            names += name.len();
-            values += value.len();
-            count += 1;
+    fn from_lines<'a>(count: usize, lines: impl Iterator<Item = (&'a str, &'a [u8])>) -> Self {
+        let table = count * END_PAIR;
+        let mut buf = Vec::with_capacity(table + count * LINE_ROOM);
+        buf.resize(table, 0);
+        let mut n = 0;
+        for (name, value) in lines.take(count) {
+            buf.extend_from_slice(name.as_bytes());
+            let name_end = (buf.len() - table) as u32;
+            buf.extend_from_slice(value);
+            let value_end = (buf.len() - table) as u32;
+            buf[n * END_PAIR..][..4].copy_from_slice(&name_end.to_le_bytes());
+            buf[n * END_PAIR + 4..][..4].copy_from_slice(&value_end.to_le_bytes());
+            n += 1;
         }
-        let mut buf = vec![0u8; names + values + count * END_PAIR].into_boxed_slice();
-        let (name_area, rest) = buf.split_at_mut(names);
-        let (value_area, rest) = rest.split_at_mut(values);
-        let (table, _) = rest.as_chunks_mut::<END_PAIR>();
-        let (mut name_end, mut value_end) = (0, 0);
-        for ((name, value), pair) in lines().zip(table) {
-            name_area[name_end..name_end + name.len()].copy_from_slice(name.as_bytes());
-            value_area[value_end..value_end + value.len()].copy_from_slice(value);
-            name_end += name.len();
-            value_end += value.len();
-            pair[..4].copy_from_slice(&(name_end as u32).to_le_bytes());
-            pair[4..].copy_from_slice(&(value_end as u32).to_le_bytes());
-        }
-        Self { buf, names, values: names + values }
+        // Fewer lines than counted: the table closes up (its ends are counted from its end).
+        buf.drain(n * END_PAIR..table);
+        Self { buf, lines: n }
     }
 
     /// The first value of `name` (lower case), read as `HeaderValue::to_str` reads it:
@@ -255,10 +253,10 @@ impl HeaderLines {
 
     /// What the redactor remembers this set by: the whole buffer, the value of the first
     /// `traceparent` that is a well-formed trace context left out. With where that value
-    /// was and the number of headers, the bytes spell one set: the table of ends closes
+    /// was and the number of headers, the bytes spell one set: the table of ends opens
     /// the buffer, and says where each name and value begins and ends.
     pub fn set_key(&self) -> SetKey<'_> {
-        let lines = (self.buf.len() - self.values) / END_PAIR;
+        let lines = self.lines;
         let traceparent = self.spans().find_map(|(name, value)| {
             let text = (&self.buf[name] == b"traceparent").then(|| std::str::from_utf8(&self.buf[value.clone()]));
             text?.ok().filter(|v| crate::redact::is_traceparent(v)).map(|v| (value, v))
@@ -273,19 +271,22 @@ impl HeaderLines {
 
     /// Each header's name and value.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        let names = std::str::from_utf8(&self.buf[..self.names]).expect("names were copied from whole `&str`s");
-        self.spans().map(move |(name, value)| (&names[name], &self.buf[value]))
+        self.spans().map(|(name, value)| {
+            let name = std::str::from_utf8(&self.buf[name]).expect("names were copied from whole `&str`s");
+            (name, &self.buf[value])
+        })
     }
 
     /// Where each header's name and value are in `buf`.
     fn spans(&self) -> impl Iterator<Item = (Range<usize>, Range<usize>)> {
-        let (table, _) = self.buf[self.values..].as_chunks::<END_PAIR>();
-        let mut start = (0, self.names);
+        let base = self.lines * END_PAIR;
+        let (table, _) = self.buf[..base].as_chunks::<END_PAIR>();
+        let mut start = base;
         table.iter().map(move |&[a, b, c, d, e, f, g, h]| {
-            let name_end = u32::from_le_bytes([a, b, c, d]) as usize;
-            let value_end = self.names + u32::from_le_bytes([e, f, g, h]) as usize;
-            let span = (start.0..name_end, start.1..value_end);
-            start = (name_end, value_end);
+            let name_end = base + u32::from_le_bytes([a, b, c, d]) as usize;
+            let value_end = base + u32::from_le_bytes([e, f, g, h]) as usize;
+            let span = (start..name_end, name_end..value_end);
+            start = value_end;
             span
         })
     }
@@ -1329,8 +1330,8 @@ mod tests {
         // Bytes a `HeaderValue` refuses, were they ever captured, cannot make one set's key
         // spell another's: this value, between NULs, would spell the two lines before it.
         let kept = crate::redact::remembered_header_sets();
-        let two = HeaderLines::from_lines(|| [("x-a", &b"1"[..]), ("x-b", &b"2"[..])].into_iter());
-        let one = HeaderLines::from_lines(|| [("x-a", &b"1\x00x-b\x002"[..])].into_iter());
+        let two = HeaderLines::from_lines(2, [("x-a", &b"1"[..]), ("x-b", &b"2"[..])].into_iter());
+        let one = HeaderLines::from_lines(1, [("x-a", &b"1\x00x-b\x002"[..])].into_iter());
         for _ in 0..3 {
             let (headers, _) = processor.redacted_headers(&two);
             assert_eq!((headers.len(), headers.get("x-b")), (2, Some("2")));
@@ -1421,6 +1422,17 @@ mod tests {
         assert_eq!(lines.text("x-note"), None, "obs-text is not read as text");
         assert_eq!(lines.text("x-tab"), Some("a\tb"));
         assert_eq!(HeaderLines::capture(&http::HeaderMap::new()).iter().count(), 0);
+        // Longer than the room made up front: the buffer grows, nothing is lost.
+        let mut map = http::HeaderMap::new();
+        let long = "x".repeat(5 * LINE_ROOM);
+        map.insert("x-short", "1".parse().unwrap());
+        map.insert("x-long", long.parse().unwrap());
+        let lines = HeaderLines::capture(&map);
+        assert_eq!(lines.iter().collect::<Vec<_>>(), [("x-short", &b"1"[..]), ("x-long", long.as_bytes())]);
+        // Fewer lines than counted: the set is the lines there were.
+        let short = HeaderLines::from_lines(3, [("x-a", &b"1"[..]), ("x-b", &b"2"[..])].into_iter());
+        assert_eq!(short.iter().collect::<Vec<_>>(), [("x-a", &b"1"[..]), ("x-b", &b"2"[..])]);
+        assert_eq!((short.text("x-b"), short.set_key().lines), (Some("2"), 2));
     }
 
     #[test]
