@@ -330,18 +330,8 @@ impl<'a> Object<'a> {
 }
 
 /// Writes `n` in decimal, as `Display` does.
-fn write_u64(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
+fn write_u64(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
 /// Writes a timestamp as a JSON string, as jiff's `Display` (and so its serde form)
@@ -367,8 +357,12 @@ fn write_timestamp(out: &mut Vec<u8>, t: &jiff::Timestamp) {
     };
     out.extend_from_slice(&text);
     if nanos > 0 {
-        let mut fraction = *b".000000000";
-        fixed_digits(&mut fraction[1..], i64::from(nanos));
+        // The nine digits with their leading zeros: those of 1_000_000_000 + nanos but the
+        // first, which is a `1` and becomes the `.`.
+        let mut digits = itoa::Buffer::new();
+        let mut fraction: [u8; 10] =
+            digits.format(1_000_000_000 + nanos.unsigned_abs()).as_bytes().try_into().expect("ten digits");
+        fraction[0] = b'.';
         let end = fraction.iter().rposition(|&b| b != b'0').expect("the fraction is not zero") + 1;
         out.extend_from_slice(&fraction[..end]);
     }
