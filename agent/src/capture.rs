@@ -41,6 +41,12 @@ impl ContentKind {
     /// From a Content-Type header value.
     pub fn from_content_type(ct: Option<&str>) -> Self {
         let Some(ct) = ct else { return Self::Empty };
+        // The values servers send most, known before any reading (one per response).
+        match ct {
+            "application/json" => return Self::Json,
+            "text/event-stream" => return Self::Sse,
+            _ => {}
+        }
         let essence = ct.split(';').next().unwrap_or("").trim();
         let is = |name: &str| essence.eq_ignore_ascii_case(name);
         let json_suffix = essence.len() >= 5

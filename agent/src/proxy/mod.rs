@@ -165,10 +165,8 @@ impl Proxy {
             return self.refuse(ex, body, &parts.method);
         }
 
-        let path = match parts.uri.path_and_query() {
-            Some(p) => p.clone(),
-            None => PathAndQuery::from_static("/"),
-        };
+        // Taken out of the URI, not copied from it (the URI is not needed again).
+        let path = parts.uri.into_parts().path_and_query.unwrap_or(PathAndQuery::from_static("/"));
         strip_hop_by_hop(&mut parts.headers);
         // Kept for the 502 answer (a cheap reference-counted handle, parsed only then).
         let request_body = (!truncated).then(|| prefix.clone());
