@@ -355,6 +355,20 @@ pub enum Captured {
         /// SSE `id:`.
         sse_id: Option<String>,
     },
+    /// A whole JSON response body, and with it the end of the response (complete): one
+    /// item for the `Response` and `End` that would follow each other.
+    Whole {
+        /// The exchange.
+        ex: Arc<Exchange>,
+        /// Its response head.
+        head: Arc<ResponseHead>,
+        /// Up to the capture limit.
+        body: Bytes,
+        /// Larger than the limit.
+        truncated: bool,
+        /// Size on the wire.
+        wire_bytes: u64,
+    },
     /// The response body ended.
     End {
         /// The exchange.
@@ -543,6 +557,10 @@ impl Processor {
             }
             Captured::Response { ex, head, body, truncated, wire_bytes, sse_event, sse_id } => {
                 self.on_response(&ex, &head, &body, truncated, wire_bytes, sse_event.as_deref(), sse_id, out)
+            }
+            Captured::Whole { ex, head, body, truncated, wire_bytes } => {
+                self.on_response(&ex, &head, &body, truncated, wire_bytes, None, None, out);
+                self.on_end(&ex, &head, EndOutcome::Complete, out);
             }
             Captured::End { ex, head, outcome } => self.on_end(&ex, &head, outcome, out),
             Captured::UpstreamUnavailable { ex, reason } => self.on_upstream_unavailable(&ex, reason, out),
@@ -1387,6 +1405,81 @@ mod tests {
             processor.process(item, &mut out);
             assert_eq!(out.len(), 1, "{sent}");
             assert_eq!(out[0].body.as_ref().map(RawJson::get), Some(recorded.as_str()), "{sent}");
+        }
+    }
+
+    #[test]
+    fn a_whole_json_answer_is_recorded_as_its_message_and_end_would_be() {
+        let trace = TraceContext::random();
+        let exchange = |id: u64| Exchange {
+            id,
+            started: Instant::now(),
+            started_at: Timestamp::now(),
+            http_method: http::Method::POST,
+            session_id: None,
+            legacy_session: None,
+            client_ip: None,
+            trace,
+            request_headers: HeaderLines::default(),
+            redacted_request_headers: OnceLock::new(),
+            identity: Identity::default(),
+        };
+        let request = Bytes::from_static(br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo"}}"#);
+        let answers = [
+            &br#"{"jsonrpc":"2.0","id":7,"result":{"content":[],"isError":false}}"#[..],
+            br#"{"jsonrpc":"2.0","id":7,"result":{"content":[],"isError":true}}"#,
+            br#"{"jsonrpc":"2.0","id":7,"error":{"code":-32601,"message":"no such tool"}}"#,
+            br#"{"jsonrpc":"2.0","id":8,"result":{}}"#,
+            b"not json",
+        ];
+        // What a record says, its times and unique ids aside.
+        let facts = |r: &AuditRecord| {
+            let mut v = serde_json::to_value(r).unwrap();
+            for k in ["timestamp", "observedTimestamp", "durationNs"] {
+                v.as_object_mut().unwrap().remove(k);
+            }
+            v["requestId"].as_object_mut().unwrap().remove("unique");
+            v
+        };
+        for answer in answers {
+            let mut seen = Vec::new();
+            for whole in [false, true] {
+                let mut processor = processor(&Default::default());
+                let ex = Arc::new(exchange(1));
+                let head = Arc::new(ResponseHead {
+                    status: 200,
+                    content: ContentKind::Json,
+                    headers: HeaderLines::default(),
+                    session_id: None,
+                    redacted_headers: OnceLock::new(),
+                });
+                let mut out = Vec::new();
+                let wire_bytes = request.len() as u64;
+                processor.process(
+                    Captured::Request { ex: ex.clone(), body: request.clone(), truncated: false, wire_bytes },
+                    &mut out,
+                );
+                let (body, wire_bytes) = (Bytes::from_static(answer), answer.len() as u64);
+                if whole {
+                    processor.process(Captured::Whole { ex, head, body, truncated: false, wire_bytes }, &mut out);
+                } else {
+                    let (ex2, head2) = (ex.clone(), head.clone());
+                    let response = Captured::Response {
+                        ex: ex2,
+                        head: head2,
+                        body,
+                        truncated: false,
+                        wire_bytes,
+                        sse_event: None,
+                        sse_id: None,
+                    };
+                    processor.process(response, &mut out);
+                    processor.process(Captured::End { ex, head, outcome: EndOutcome::Complete }, &mut out);
+                }
+                seen.push(out.iter().map(facts).collect::<Vec<_>>());
+            }
+            assert!(seen[0].len() >= 2, "{seen:?}");
+            assert_eq!(seen[0], seen[1], "{}", String::from_utf8_lossy(answer));
         }
     }
 

@@ -245,16 +245,13 @@ impl Proxy {
             redacted_headers: Default::default(),
         });
         self.metrics.http_requests.with_label_values(&[method_label(method), status_class(status)]).inc();
-        self.pipeline.submit(Captured::Response {
-            ex: ex.clone(),
-            head: head.clone(),
+        self.pipeline.submit(Captured::Whole {
+            ex,
+            head,
             body: body.clone(),
             truncated: false,
             wire_bytes: body.len() as u64,
-            sse_event: None,
-            sse_id: None,
         });
-        self.pipeline.submit(Captured::End { ex, head, outcome: crate::capture::EndOutcome::Complete });
         let mut resp = Response::new(full(body));
         *resp.status_mut() = status;
         *resp.headers_mut() = headers;

@@ -79,25 +79,23 @@ impl Tap {
                 }
             }
             None if !complete => EndOutcome::Cut(reason),
-            None => {
-                // Only JSON bodies are MCP messages; other bodies (a 202's "Accepted", an
-                // HTML error page) are not, and unanswered requests are recorded at the end.
-                if self.seen > 0 && self.head.content == ContentKind::Json {
-                    let truncated = self.seen > self.buf.len() as u64;
-                    self.pipeline.submit(Captured::Response {
-                        ex: self.ex.clone(),
-                        head: self.head.clone(),
-                        // Taken whole, not split off: a split shares (and allocates) where
-                        // a taken buffer is frozen as it is.
-                        body: std::mem::take(&mut self.buf).freeze(),
-                        truncated,
-                        wire_bytes: self.seen,
-                        sse_event: None,
-                        sse_id: None,
-                    });
-                }
-                EndOutcome::Complete
+            // Only JSON bodies are MCP messages; other bodies (a 202's "Accepted", an HTML
+            // error page) are not, and unanswered requests are recorded at the end.
+            None if self.seen > 0 && self.head.content == ContentKind::Json => {
+                let truncated = self.seen > self.buf.len() as u64;
+                // The message and the end in one item.
+                self.pipeline.submit(Captured::Whole {
+                    ex: self.ex,
+                    head: self.head,
+                    // Taken whole, not split off: a split shares (and allocates) where a
+                    // taken buffer is frozen as it is.
+                    body: self.buf.freeze(),
+                    truncated,
+                    wire_bytes: self.seen,
+                });
+                return;
             }
+            None => EndOutcome::Complete,
         };
         self.pipeline.submit(Captured::End { ex: self.ex, head: self.head, outcome });
     }
