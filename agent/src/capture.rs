@@ -1295,6 +1295,23 @@ pub fn ip_text(ip: std::net::IpAddr) -> String {
 mod tests {
     use super::*;
 
+    /// A POST exchange without headers, session or identity.
+    fn exchange(id: u64, trace: TraceContext) -> Exchange {
+        Exchange {
+            id,
+            started: Instant::now(),
+            started_at: Timestamp::now(),
+            http_method: http::Method::POST,
+            session_id: None,
+            legacy_session: None,
+            client_ip: None,
+            trace,
+            request_headers: HeaderLines::default(),
+            redacted_request_headers: OnceLock::new(),
+            identity: Identity::default(),
+        }
+    }
+
     fn processor(policy: &mcp_ledger_crds::McpRedactionPolicySpec) -> Processor {
         let governance = Arc::new(govern::Governance::new(Default::default()));
         let server = ServerFacts { name: "t".into(), namespace: None, pod: None, transport: Transport::StreamableHttp };
@@ -1386,19 +1403,7 @@ mod tests {
             (r#"[{"jsonrpc":"2.0","method":"d\u0041"}]"#, r#"{"jsonrpc":"2.0","method":"dA"}"#.into()),
         ];
         for (n, (sent, recorded)) in cases.into_iter().enumerate() {
-            let ex = Exchange {
-                id: n as u64 + 1,
-                started: Instant::now(),
-                started_at: Timestamp::now(),
-                http_method: http::Method::POST,
-                session_id: None,
-                legacy_session: None,
-                client_ip: None,
-                trace: TraceContext::random(),
-                request_headers: HeaderLines::default(),
-                redacted_request_headers: OnceLock::new(),
-                identity: Identity::default(),
-            };
+            let ex = exchange(n as u64 + 1, TraceContext::random());
             let body = Bytes::from(sent);
             let item = Captured::Request { ex: Arc::new(ex), wire_bytes: body.len() as u64, body, truncated: false };
             let mut out = Vec::new();
@@ -1411,19 +1416,6 @@ mod tests {
     #[test]
     fn a_whole_json_answer_is_recorded_as_its_message_and_end_would_be() {
         let trace = TraceContext::random();
-        let exchange = |id: u64| Exchange {
-            id,
-            started: Instant::now(),
-            started_at: Timestamp::now(),
-            http_method: http::Method::POST,
-            session_id: None,
-            legacy_session: None,
-            client_ip: None,
-            trace,
-            request_headers: HeaderLines::default(),
-            redacted_request_headers: OnceLock::new(),
-            identity: Identity::default(),
-        };
         let request = Bytes::from_static(br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo"}}"#);
         let answers = [
             &br#"{"jsonrpc":"2.0","id":7,"result":{"content":[],"isError":false}}"#[..],
@@ -1445,7 +1437,7 @@ mod tests {
             let mut seen = Vec::new();
             for whole in [false, true] {
                 let mut processor = processor(&Default::default());
-                let ex = Arc::new(exchange(1));
+                let ex = Arc::new(exchange(1, trace));
                 let head = Arc::new(ResponseHead {
                     status: 200,
                     content: ContentKind::Json,
