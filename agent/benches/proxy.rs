@@ -638,7 +638,7 @@ async fn run() {
 
     println!(
         "\n[agent memory]  RSS idle {rss_idle:.1} MiB, steady at 1000 req/s {rss_steady:.1} MiB (target < 20 MiB), \
-         after saturation {rss_load:.1} MiB (the queue of captured messages filled; freed memory stays with the process)"
+         after saturation {rss_load:.1} MiB (what the bursts left: the queue of captured messages may have filled, and freed memory stays with the process)"
     );
     drop((agent_proc, bare_proc, relay_proc));
     one_core_each(&work, secs).await;

@@ -437,6 +437,10 @@ fn server_request_id(id: &str) -> String {
 
 const MAX_PENDING: usize = 65_536;
 const PENDING_TTL: Duration = Duration::from_secs(600);
+/// How often unanswered requests are looked over for expired ones.
+const PENDING_SWEEP_EVERY: Duration = Duration::from_secs(60);
+/// Items processed between two readings of the clock for expiry.
+const EXPIRY_CHECK_EVERY: u32 = 64;
 const MAX_SEEN_EVENTS: usize = 65_536;
 const MAX_TOOL_LABELS: usize = 256;
 
@@ -489,8 +493,14 @@ pub struct Processor {
     transport: Transport,
     redactor: Arc<Redactor>,
     metrics: Metrics,
+    /// Requests waiting for their answer. Only these are held: an answered request leaves
+    /// nothing behind (a queue of every request's key in arrival order, for expiry, held
+    /// 2 * MAX_PENDING keys, about 13 MiB, within two minutes at 1,000 requests/s).
     pending: HashMap<(Scope, String), Pending>,
-    pending_order: VecDeque<(Instant, (Scope, String))>,
+    /// Items processed since the clock was last read for expiry, and when the pending
+    /// requests were last swept for expired ones.
+    since_expiry_check: u32,
+    last_sweep: Instant,
     stream_sessions: ByExchange<String>,
     seen_events: HashSet<(String, String)>,
     seen_order: VecDeque<(String, String)>,
@@ -529,7 +539,8 @@ impl Processor {
             redactor,
             metrics,
             pending: HashMap::new(),
-            pending_order: VecDeque::new(),
+            since_expiry_check: 0,
+            last_sweep: Instant::now(),
             stream_sessions: ByExchange::default(),
             seen_events: HashSet::new(),
             seen_order: VecDeque::new(),
@@ -1089,17 +1100,22 @@ impl Processor {
     }
 
     fn add_pending(&mut self, key: (Scope, String), p: Pending) {
-        self.pending_order.push_back((p.started, key.clone()));
         self.pending.insert(key, p);
-        while self.pending.len() > MAX_PENDING {
-            match self.pending_order.pop_front() {
-                Some((_, k)) => {
-                    if self.pending.remove(&k).is_some() {
-                        self.metrics.dropped("pending_overflow", false);
-                    }
-                }
-                None => break,
-            }
+        if self.pending.len() > MAX_PENDING {
+            self.shed_oldest_pending();
+        }
+    }
+
+    /// Over `MAX_PENDING` waiting requests: the oldest eighth of them is given up (each
+    /// counted as a drop), in one pass, so that a client that never waits for answers
+    /// costs one pass per `MAX_PENDING / 8` requests, not one per request.
+    fn shed_oldest_pending(&mut self) {
+        let mut starts: Vec<Instant> = self.pending.values().map(|p| p.started).collect();
+        let (_, &mut cutoff, _) = starts.select_nth_unstable(MAX_PENDING / 8);
+        let before = self.pending.len();
+        self.pending.retain(|_, p| p.started > cutoff);
+        for _ in self.pending.len()..before {
+            self.metrics.dropped("pending_overflow", false);
         }
     }
 
@@ -1110,18 +1126,26 @@ impl Processor {
             .or_else(|| self.pending.remove(&(Scope::Exchange(ex.id), id.to_owned())))
     }
 
+    /// Forgets requests unanswered for `PENDING_TTL`. The clock is read once per
+    /// `EXPIRY_CHECK_EVERY` items, and the requests swept at most once per
+    /// `PENDING_SWEEP_EVERY`: a request is forgotten between `PENDING_TTL` and
+    /// `PENDING_TTL + PENDING_SWEEP_EVERY` after it was sent (given traffic to notice it).
     fn expire_pending(&mut self) {
-        while let Some((started, _)) = self.pending_order.front() {
-            if started.elapsed() < PENDING_TTL && self.pending_order.len() <= MAX_PENDING * 2 {
-                break;
-            }
-            let (_, key) = self.pending_order.pop_front().expect("front exists");
-            if let Some(p) = self.pending.get(&key)
-                && p.started.elapsed() >= PENDING_TTL
-            {
-                self.pending.remove(&key);
-            }
+        self.since_expiry_check += 1;
+        if self.since_expiry_check < EXPIRY_CHECK_EVERY {
+            return;
         }
+        self.since_expiry_check = 0;
+        self.sweep_pending(Instant::now());
+    }
+
+    /// The sweep of [`Processor::expire_pending`], as of `now`.
+    fn sweep_pending(&mut self, now: Instant) {
+        if self.pending.is_empty() || now.duration_since(self.last_sweep) < PENDING_SWEEP_EVERY {
+            return;
+        }
+        self.last_sweep = now;
+        self.pending.retain(|_, p| now.duration_since(p.started) < PENDING_TTL);
     }
 
     fn record(
@@ -1473,6 +1497,68 @@ mod tests {
             assert!(seen[0].len() >= 2, "{seen:?}");
             assert_eq!(seen[0], seen[1], "{}", String::from_utf8_lossy(answer));
         }
+    }
+
+    fn waiting(started: Instant) -> Pending {
+        Pending { method: "tools/call".into(), tool: None, started, trace: TraceContext::random(), exchange: 1 }
+    }
+
+    #[test]
+    fn past_the_limit_the_oldest_eighth_of_the_waiting_requests_is_given_up_and_counted() {
+        let mut processor = processor(&Default::default());
+        let t0 = Instant::now();
+        for i in 0..=MAX_PENDING as u64 {
+            let key = (Scope::Exchange(i), "1".to_owned());
+            processor.add_pending(key, waiting(t0 + Duration::from_micros(i)));
+        }
+        let shed = MAX_PENDING / 8 + 1;
+        assert_eq!(processor.pending.len(), MAX_PENDING + 1 - shed);
+        let held = |i: u64| processor.pending.contains_key(&(Scope::Exchange(i), "1".to_owned()));
+        assert!(!held(0) && !held(shed as u64 - 1) && held(shed as u64) && held(MAX_PENDING as u64));
+        let dropped = processor.metrics.records_dropped.with_label_values(&["pending_overflow", "false"]).get();
+        assert_eq!(dropped, shed as u64);
+    }
+
+    #[test]
+    fn requests_unanswered_past_their_time_are_forgotten_and_answered_ones_leave_nothing() {
+        let mut processor = processor(&Default::default());
+        let t0 = Instant::now();
+        processor.add_pending((Scope::Exchange(1), "old".to_owned()), waiting(t0));
+        processor.add_pending((Scope::Exchange(2), "new".to_owned()), waiting(t0 + PENDING_SWEEP_EVERY * 2));
+        let second = Duration::from_secs(1);
+        // Neither has waited long enough.
+        processor.sweep_pending(t0 + PENDING_TTL - second);
+        assert_eq!(processor.pending.len(), 2);
+        // The first has, but the last sweep was less than a sweep period ago.
+        processor.sweep_pending(t0 + PENDING_TTL + second);
+        assert_eq!(processor.pending.len(), 2);
+        processor.sweep_pending(t0 + PENDING_TTL - second + PENDING_SWEEP_EVERY);
+        assert_eq!(processor.pending.keys().map(|(_, id)| id.as_str()).collect::<Vec<_>>(), ["new"]);
+        // Answered requests are taken out as their answers come.
+        let mut processor = self::processor(&Default::default());
+        let head = Arc::new(ResponseHead {
+            status: 200,
+            content: ContentKind::Json,
+            headers: HeaderLines::default(),
+            session_id: None,
+            redacted_headers: OnceLock::new(),
+        });
+        let mut out = Vec::new();
+        for id in 1..=200 {
+            let ex = Arc::new(exchange(id, TraceContext::random()));
+            let request = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"echo"}}}}"#);
+            let answer = format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{"content":[]}}}}"#);
+            let (request, answer) = (Bytes::from(request), Bytes::from(answer));
+            let wire_bytes = request.len() as u64;
+            processor
+                .process(Captured::Request { ex: ex.clone(), body: request, truncated: false, wire_bytes }, &mut out);
+            assert_eq!(processor.pending.len(), 1);
+            let wire_bytes = answer.len() as u64;
+            let whole = Captured::Whole { ex, head: head.clone(), body: answer, truncated: false, wire_bytes };
+            processor.process(whole, &mut out);
+            assert!(processor.pending.is_empty());
+        }
+        assert_eq!(out.len(), 400);
     }
 
     #[test]
