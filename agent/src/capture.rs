@@ -1336,6 +1336,17 @@ mod tests {
         }
     }
 
+    /// A 200 response head with a JSON body and no headers.
+    fn json_head() -> Arc<ResponseHead> {
+        Arc::new(ResponseHead {
+            status: 200,
+            content: ContentKind::Json,
+            headers: HeaderLines::default(),
+            session_id: None,
+            redacted_headers: OnceLock::new(),
+        })
+    }
+
     fn processor(policy: &mcp_ledger_crds::McpRedactionPolicySpec) -> Processor {
         let governance = Arc::new(govern::Governance::new(Default::default()));
         let server = ServerFacts { name: "t".into(), namespace: None, pod: None, transport: Transport::StreamableHttp };
@@ -1462,13 +1473,7 @@ mod tests {
             for whole in [false, true] {
                 let mut processor = processor(&Default::default());
                 let ex = Arc::new(exchange(1, trace));
-                let head = Arc::new(ResponseHead {
-                    status: 200,
-                    content: ContentKind::Json,
-                    headers: HeaderLines::default(),
-                    session_id: None,
-                    redacted_headers: OnceLock::new(),
-                });
+                let head = json_head();
                 let mut out = Vec::new();
                 let wire_bytes = request.len() as u64;
                 processor.process(
@@ -1536,13 +1541,7 @@ mod tests {
         assert_eq!(processor.pending.keys().map(|(_, id)| id.as_str()).collect::<Vec<_>>(), ["new"]);
         // Answered requests are taken out as their answers come.
         let mut processor = self::processor(&Default::default());
-        let head = Arc::new(ResponseHead {
-            status: 200,
-            content: ContentKind::Json,
-            headers: HeaderLines::default(),
-            session_id: None,
-            redacted_headers: OnceLock::new(),
-        });
+        let head = json_head();
         let mut out = Vec::new();
         for id in 1..=200 {
             let ex = Arc::new(exchange(id, TraceContext::random()));
