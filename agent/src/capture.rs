@@ -493,9 +493,8 @@ pub struct Processor {
     transport: Transport,
     redactor: Arc<Redactor>,
     metrics: Metrics,
-    /// Requests waiting for their answer. Only these are held: an answered request leaves
-    /// nothing behind (a queue of every request's key in arrival order, for expiry, held
-    /// 2 * MAX_PENDING keys, about 13 MiB, within two minutes at 1,000 requests/s).
+    /// Requests waiting for their answer, and nothing else: an answer takes its request
+    /// out, and expiry sweeps this map rather than keeping a second record of every key.
     pending: HashMap<(Scope, String), Pending>,
     /// Items processed since the clock was last read for expiry, and when the pending
     /// requests were last swept for expired ones.
@@ -1114,9 +1113,7 @@ impl Processor {
         let (_, &mut cutoff, _) = starts.select_nth_unstable(MAX_PENDING / 8);
         let before = self.pending.len();
         self.pending.retain(|_, p| p.started > cutoff);
-        for _ in self.pending.len()..before {
-            self.metrics.dropped("pending_overflow", false);
-        }
+        self.metrics.dropped_many("pending_overflow", false, (before - self.pending.len()) as u64);
     }
 
     fn take_pending(&mut self, ex: &Exchange, id: &str) -> Option<Pending> {
@@ -1484,10 +1481,9 @@ mod tests {
                 if whole {
                     processor.process(Captured::Whole { ex, head, body, truncated: false, wire_bytes }, &mut out);
                 } else {
-                    let (ex2, head2) = (ex.clone(), head.clone());
                     let response = Captured::Response {
-                        ex: ex2,
-                        head: head2,
+                        ex: ex.clone(),
+                        head: head.clone(),
                         body,
                         truncated: false,
                         wire_bytes,

@@ -186,7 +186,7 @@ fn send_batch(outputs: &[(&'static str, mpsc::Sender<Batch>)], batch: &mut Vec<A
     for (name, out) in outputs {
         if out.try_send(full.clone()).is_err() {
             tracing::warn!(exporter = *name, records = full.len(), "exporter backlog full, batch dropped for it");
-            metrics.records_dropped.with_label_values(&["exporter_backlog", "false"]).inc_by(full.len() as u64);
+            metrics.dropped_many("exporter_backlog", false, full.len() as u64);
         }
     }
 }
@@ -210,7 +210,7 @@ async fn export_loop(mut rx: mpsc::Receiver<Batch>, mut sink: Sink, max_attempts
                 }
                 Err(e) => {
                     tracing::error!(exporter = name, attempt, error = %e, records = batch.len(), "export failed, batch dropped");
-                    metrics.records_dropped.with_label_values(&["export_failed", "false"]).inc_by(batch.len() as u64);
+                    metrics.dropped_many("export_failed", false, batch.len() as u64);
                     break;
                 }
             }
