@@ -3,7 +3,7 @@
 //! audit record per message leg. It runs off the request path, fed by a bounded queue.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 use std::ops::Range;
 use std::sync::{Arc, LazyLock, OnceLock};
@@ -23,6 +23,8 @@ use crate::mcp::jsonrpc::{self, Kind, Message};
 use crate::mcp::trace::TraceContext;
 use crate::metrics::Metrics;
 use crate::redact::{Redactor, SetKey};
+
+mod replay;
 
 /// How the body of an HTTP message is framed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -441,7 +443,6 @@ const PENDING_TTL: Duration = Duration::from_secs(600);
 const PENDING_SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// Items processed between two readings of the clock for expiry.
 const EXPIRY_CHECK_EVERY: u32 = 64;
-const MAX_SEEN_EVENTS: usize = 65_536;
 const MAX_TOOL_LABELS: usize = 256;
 
 /// The texts that one record after another repeats (the client's address, the protocol
@@ -501,13 +502,10 @@ pub struct Processor {
     since_expiry_check: u32,
     last_sweep: Instant,
     stream_sessions: ByExchange<String>,
-    seen_events: HashSet<(String, String)>,
-    seen_order: VecDeque<(String, String)>,
+    /// SSE events already recorded, and which open streams carried event ids.
+    seen_events: replay::SeenEvents,
     sessions: HashSet<Scope>,
     exchange_requests: ByExchange<Vec<String>>,
-    /// Exchanges whose SSE events carried ids: a client that leaves them can resume with
-    /// `Last-Event-ID`, so its requests stay open.
-    resumable: HashSet<u64, foldhash::fast::RandomState>,
     tool_labels: HashSet<String>,
     /// The server as records name it (shared by them; its version is learnt from
     /// `initialize`).
@@ -541,11 +539,9 @@ impl Processor {
             since_expiry_check: 0,
             last_sweep: Instant::now(),
             stream_sessions: ByExchange::default(),
-            seen_events: HashSet::new(),
-            seen_order: VecDeque::new(),
+            seen_events: replay::SeenEvents::default(),
             sessions: HashSet::new(),
             exchange_requests: ByExchange::default(),
-            resumable: HashSet::default(),
             tool_labels: HashSet::new(),
             protocol_version: None,
             repeated: Repeated::default(),
@@ -566,7 +562,7 @@ impl Processor {
                 self.on_request(&ex, &body, truncated, wire_bytes, out)
             }
             Captured::Response { ex, head, body, truncated, wire_bytes, sse_event, sse_id } => {
-                self.on_response(&ex, &head, &body, truncated, wire_bytes, sse_event.as_deref(), sse_id, out)
+                self.on_response(&ex, &head, &body, truncated, wire_bytes, sse_event.as_deref(), sse_id.as_deref(), out)
             }
             Captured::Whole { ex, head, body, truncated, wire_bytes } => {
                 self.on_response(&ex, &head, &body, truncated, wire_bytes, None, None, out);
@@ -664,24 +660,14 @@ impl Processor {
         truncated: bool,
         wire_bytes: u64,
         sse_event: Option<&str>,
-        sse_id: Option<String>,
+        sse_id: Option<&str>,
         out: &mut Vec<AuditRecord>,
     ) {
-        if let Some(id) = &sse_id {
-            self.resumable.insert(ex.id);
-            let seen_key = (head.session_id.clone().or_else(|| ex.session_id.clone()).unwrap_or_default(), id.clone());
-            if !seen_key.0.is_empty() {
-                if self.seen_events.contains(&seen_key) {
-                    self.metrics.dropped("replayed_event", true);
-                    return; // replayed after Last-Event-ID: already recorded
-                }
-                self.seen_events.insert(seen_key.clone());
-                self.seen_order.push_back(seen_key);
-                if self.seen_order.len() > MAX_SEEN_EVENTS
-                    && let Some(old) = self.seen_order.pop_front()
-                {
-                    self.seen_events.remove(&old);
-                }
+        if let Some(id) = sse_id {
+            let session = head.session_id.as_deref().or(ex.session_id.as_deref());
+            if self.seen_events.replayed(ex.id, session, id) {
+                self.metrics.dropped("replayed_event", true);
+                return; // replayed after Last-Event-ID: already recorded
             }
         }
         if sse_event == Some("endpoint") {
@@ -898,7 +884,8 @@ impl Processor {
     ) {
         // Requests of this exchange that got no JSON-RPC answer on it.
         let unanswered: Vec<String> = self.exchange_requests.remove(&ex.id).unwrap_or_default();
-        let resumable = self.resumable.remove(&ex.id);
+        // A stream with event ids the client left can be resumed with `Last-Event-ID`.
+        let resumable = self.seen_events.ended(ex.id, outcome == EndOutcome::Complete);
         let key = self.key_for(ex);
         for id in unanswered {
             let still_pending = self.pending.get(&(key.clone(), id.clone())).is_some_and(|p| p.exchange == ex.id);
@@ -968,7 +955,7 @@ impl Processor {
 
     fn on_upstream_unavailable(&mut self, ex: &Arc<Exchange>, reason: &'static str, out: &mut Vec<AuditRecord>) {
         let key = self.key_for(ex);
-        self.resumable.remove(&ex.id);
+        self.seen_events.ended(ex.id, true);
         for id in self.exchange_requests.remove(&ex.id).unwrap_or_default() {
             self.pending.remove(&(key.clone(), id));
         }
@@ -1554,6 +1541,61 @@ mod tests {
             assert!(processor.pending.is_empty());
         }
         assert_eq!(out.len(), 400);
+    }
+
+    #[test]
+    fn event_ids_of_a_stream_the_client_got_whole_are_forgotten_and_a_cut_streams_replay_is_recorded_once() {
+        let mut processor = processor(&Default::default());
+        let head = Arc::new(ResponseHead {
+            status: 200,
+            content: ContentKind::Sse,
+            headers: HeaderLines::default(),
+            session_id: Some("session-1".into()),
+            redacted_headers: OnceLock::new(),
+        });
+        let event = |ex: &Arc<Exchange>, id: &str, n: u32| {
+            let body = format!(r#"{{"jsonrpc":"2.0","method":"notifications/message","params":{{"n":{n}}}}}"#);
+            let wire_bytes = body.len() as u64;
+            Captured::Response {
+                ex: ex.clone(),
+                head: head.clone(),
+                body: Bytes::from(body),
+                truncated: false,
+                wire_bytes,
+                sse_event: None,
+                sse_id: Some(id.to_owned()),
+            }
+        };
+        let mut out = Vec::new();
+        // Stream 1 gets to its end: nothing of it can come again.
+        let one = Arc::new(exchange(1, TraceContext::random()));
+        for n in 0..3 {
+            processor.process(event(&one, &format!("1-{n}"), n), &mut out);
+        }
+        assert_eq!(processor.seen_events.len(), 3);
+        processor.process(Captured::End { ex: one, head: head.clone(), outcome: EndOutcome::Complete }, &mut out);
+        assert_eq!(processor.seen_events.len(), 0, "a complete stream leaves no event ids behind");
+        // Stream 2 is cut after two events; its replay repeats the second and goes on.
+        let two = Arc::new(exchange(2, TraceContext::random()));
+        for n in 0..2 {
+            processor.process(event(&two, &format!("2-{n}"), n), &mut out);
+        }
+        processor.process(Captured::End { ex: two, head: head.clone(), outcome: EndOutcome::Cut("x") }, &mut out);
+        assert_eq!(processor.seen_events.len(), 2, "a cut stream's ids are kept for its replay");
+        let resumed = Arc::new(exchange(3, TraceContext::random()));
+        for n in 1..4 {
+            processor.process(event(&resumed, &format!("2-{n}"), n), &mut out);
+        }
+        processor.process(Captured::End { ex: resumed, head, outcome: EndOutcome::Complete }, &mut out);
+        let notes: Vec<u64> = out
+            .iter()
+            .filter(|r| r.event_type == EventType::McpNotification)
+            .filter_map(|r| r.body.as_ref()?.to_value().pointer("/params/n")?.as_u64())
+            .collect();
+        assert_eq!(notes, [0, 1, 2, 0, 1, 2, 3], "every event recorded once, the replayed one not again");
+        let replays = processor.metrics.records_dropped.with_label_values(&["replayed_event", "true"]).get();
+        assert_eq!(replays, 1);
+        assert_eq!(processor.seen_events.len(), 2, "the events new on the resumed stream are forgotten at its end");
     }
 
     #[test]

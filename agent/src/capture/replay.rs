@@ -1,0 +1,153 @@
+//! The replay guard: which SSE events were already recorded, so that events a server sends
+//! again after `Last-Event-ID` are not recorded twice.
+//!
+//! Only a stream the client did not get to its end can be resumed: a client resumes from
+//! the last event it received, and the server replays what came after it. So the events of
+//! a stream that ended complete cannot come again, and are forgotten at its end; those of
+//! a cut stream, or one the client left, are kept (the oldest go first past a bound). An
+//! event is remembered by a keyed 64-bit hash of its session and id, not by the two texts.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::{BuildHasher, RandomState};
+
+/// Events remembered, at most (each costs about 25 bytes: its hash in the set and in the
+/// order, and in its stream's list while the stream is open).
+pub(super) const MAX_SEEN_EVENTS: usize = 65_536;
+
+type Fast = foldhash::fast::RandomState;
+
+/// What the guard knows about one open stream.
+#[derive(Default)]
+struct Stream {
+    /// Hashes of the events first seen on it (up to the bound shared by all streams).
+    events: Vec<u64>,
+}
+
+/// See the module documentation.
+pub(super) struct SeenEvents {
+    /// Keyed with a random key: session ids and event ids come from the peers, and a
+    /// collision would leave an event unrecorded.
+    key: RandomState,
+    /// The set holds hashes already randomised by `key`, so the fast hash is safe for it.
+    seen: HashSet<u64, Fast>,
+    /// Hashes in the order they were first seen; may also hold hashes already forgotten.
+    order: VecDeque<u64>,
+    /// Open streams whose events carried ids, by exchange.
+    streams: HashMap<u64, Stream, Fast>,
+    /// Hashes held in `streams`, all together.
+    tracked: usize,
+}
+
+impl Default for SeenEvents {
+    fn default() -> Self {
+        Self {
+            key: RandomState::new(),
+            seen: HashSet::default(),
+            order: VecDeque::new(),
+            streams: HashMap::default(),
+            tracked: 0,
+        }
+    }
+}
+
+impl SeenEvents {
+    /// An event with `id` arrived on `exchange`'s stream, in `session` (None: no session to
+    /// resume in). True if it was seen before: the server replays it.
+    pub(super) fn replayed(&mut self, exchange: u64, session: Option<&str>, id: &str) -> bool {
+        let stream = self.streams.entry(exchange).or_default();
+        let Some(session) = session.filter(|s| !s.is_empty()) else {
+            return false;
+        };
+        let hash = self.key.hash_one((session, id));
+        if !self.seen.insert(hash) {
+            return true;
+        }
+        if self.tracked < MAX_SEEN_EVENTS {
+            stream.events.push(hash);
+            self.tracked += 1;
+        }
+        self.order.push_back(hash);
+        if self.order.len() > MAX_SEEN_EVENTS
+            && let Some(old) = self.order.pop_front()
+        {
+            self.seen.remove(&old);
+        }
+        false
+    }
+
+    /// `exchange`'s stream ended, `complete` if the client got all of it. True if its
+    /// events carried ids (the client can resume it with `Last-Event-ID`).
+    pub(super) fn ended(&mut self, exchange: u64, complete: bool) -> bool {
+        let Some(stream) = self.streams.remove(&exchange) else {
+            return false;
+        };
+        self.tracked -= stream.events.len();
+        if complete {
+            for hash in &stream.events {
+                self.seen.remove(hash);
+            }
+        }
+        true
+    }
+
+    /// Events remembered now.
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.seen.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_is_replayed_only_if_seen_in_the_same_session() {
+        let mut g = SeenEvents::default();
+        assert!(!g.replayed(1, Some("s1"), "e1"));
+        assert!(g.replayed(2, Some("s1"), "e1"), "the same id in the same session comes again");
+        assert!(!g.replayed(2, Some("s2"), "e1"), "another session's e1 is another event");
+        assert!(!g.replayed(3, None, "e1"), "without a session nothing can be resumed");
+        assert!(!g.replayed(3, Some(""), "e1"));
+        assert!(!g.replayed(3, None, "e1"), "and nothing is remembered for it");
+        // The session and the id are not run together: ("s1e", "1") is not ("s1", "e1").
+        assert!(!g.replayed(4, Some("s1e"), "1"));
+    }
+
+    #[test]
+    fn a_complete_stream_is_forgotten_and_a_cut_one_is_kept() {
+        let mut g = SeenEvents::default();
+        for i in 0..100 {
+            assert!(!g.replayed(1, Some("s"), &format!("a{i}")));
+            assert!(!g.replayed(2, Some("s"), &format!("b{i}")));
+        }
+        assert_eq!(g.len(), 200);
+        assert!(g.ended(1, true), "stream 1 had ids: resumable");
+        assert_eq!(g.len(), 100, "the complete stream's events are forgotten");
+        assert!(g.ended(2, false));
+        assert_eq!(g.len(), 100, "the cut stream's events are kept");
+        assert!(g.replayed(3, Some("s"), "b7"), "and its replay is recognised");
+        assert!(!g.ended(4, true), "a stream without ids is not resumable");
+        assert!(g.ended(3, true), "a stream on which only replays came had ids too");
+        assert_eq!(g.len(), 100, "a replay's events belong to the stream they first came on");
+        assert_eq!(g.tracked, 0);
+        assert!(g.streams.is_empty());
+    }
+
+    #[test]
+    fn past_the_bound_the_oldest_events_are_forgotten_and_open_streams_stay_bounded() {
+        let mut g = SeenEvents::default();
+        let n = MAX_SEEN_EVENTS + 10;
+        for i in 0..n {
+            assert!(!g.replayed(1, Some("s"), &i.to_string()));
+        }
+        assert_eq!(g.len(), MAX_SEEN_EVENTS);
+        assert_eq!(g.order.len(), MAX_SEEN_EVENTS);
+        assert_eq!(g.tracked, MAX_SEEN_EVENTS, "one open stream holds at most the bound");
+        assert!(!g.replayed(2, Some("s"), "0"), "the oldest was forgotten");
+        assert!(g.replayed(2, Some("s"), &(n - 1).to_string()), "the newest is remembered");
+        assert!(g.ended(1, true));
+        assert_eq!(g.tracked, 0);
+        assert!(g.len() <= 11, "what stream 1 held is forgotten at its end: {} left", g.len());
+    }
+}
