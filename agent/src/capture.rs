@@ -439,8 +439,10 @@ fn server_request_id(id: &str) -> String {
 
 const MAX_PENDING: usize = 65_536;
 const PENDING_TTL: Duration = Duration::from_secs(600);
-/// How often unanswered requests are looked over for expired ones.
-const PENDING_SWEEP_EVERY: Duration = Duration::from_secs(60);
+/// How often unanswered requests and idle sessions are looked over for expired ones.
+pub const SWEEP_EVERY: Duration = Duration::from_secs(60);
+/// How long a session without traffic counts as open, unless configured.
+const DEFAULT_SESSION_IDLE: Duration = Duration::from_secs(3600);
 /// Items processed between two readings of the clock for expiry.
 const EXPIRY_CHECK_EVERY: u32 = 64;
 const MAX_TOOL_LABELS: usize = 256;
@@ -504,7 +506,13 @@ pub struct Processor {
     stream_sessions: ByExchange<String>,
     /// SSE events already recorded, and which open streams carried event ids.
     seen_events: replay::SeenEvents,
-    sessions: HashSet<Scope>,
+    /// Streamable HTTP sessions the server accepted, each with when an answer or event
+    /// of it was last seen: a session ends with its DELETE (or the server's 404), or is
+    /// forgotten after `session_idle` without one.
+    sessions: HashMap<String, Instant>,
+    session_idle: Duration,
+    /// 2024-11-05 HTTP+SSE sessions: each lasts as long as its event stream.
+    legacy_sessions: HashSet<String>,
     exchange_requests: ByExchange<Vec<String>>,
     tool_labels: HashSet<String>,
     /// The server as records name it (shared by them; its version is learnt from
@@ -540,7 +548,9 @@ impl Processor {
             last_sweep: Instant::now(),
             stream_sessions: ByExchange::default(),
             seen_events: replay::SeenEvents::default(),
-            sessions: HashSet::new(),
+            sessions: HashMap::new(),
+            session_idle: DEFAULT_SESSION_IDLE,
+            legacy_sessions: HashSet::new(),
             exchange_requests: ByExchange::default(),
             tool_labels: HashSet::new(),
             protocol_version: None,
@@ -548,6 +558,11 @@ impl Processor {
             tool_ids: RefCell::default(),
             governance,
         }
+    }
+
+    /// Sets how long a session without traffic counts as open (`capture.sessionIdleSeconds`).
+    pub fn set_session_idle(&mut self, idle: Duration) {
+        self.session_idle = idle;
     }
 
     /// Replaces the redactor (policy reload).
@@ -562,7 +577,20 @@ impl Processor {
                 self.on_request(&ex, &body, truncated, wire_bytes, out)
             }
             Captured::Response { ex, head, body, truncated, wire_bytes, sse_event, sse_id } => {
-                self.on_response(&ex, &head, &body, truncated, wire_bytes, sse_event.as_deref(), sse_id.as_deref(), out)
+                self.on_response(
+                    &ex,
+                    &head,
+                    &body,
+                    truncated,
+                    wire_bytes,
+                    sse_event.as_deref(),
+                    sse_id.as_deref(),
+                    out,
+                );
+                // An event keeps its session open (after an initialize answer opened it).
+                if head.status < 300 {
+                    self.session_seen(head.session_id.as_deref().or(ex.session_id.as_deref()));
+                }
             }
             Captured::Whole { ex, head, body, truncated, wire_bytes } => {
                 self.on_response(&ex, &head, &body, truncated, wire_bytes, None, None, out);
@@ -675,7 +703,7 @@ impl Processor {
             let text = String::from_utf8_lossy(body);
             let session = query_session(&text).unwrap_or_else(|| text.to_string());
             self.stream_sessions.insert(ex.id, session.clone());
-            if self.sessions.insert(Scope::Legacy(session.clone())) {
+            if self.legacy_sessions.insert(session.clone()) {
                 self.metrics.active_sessions.inc();
             }
             let mut r = self.record(
@@ -863,7 +891,7 @@ impl Processor {
         self.finish_body(&mut r, msg.value, msg.text);
         out.push(r);
         if let Some(session) = new_session
-            && self.sessions.insert(Scope::Session(session.clone()))
+            && self.sessions.insert(session.clone(), Instant::now()).is_none()
         {
             self.metrics.active_sessions.inc();
             let mut s =
@@ -930,13 +958,29 @@ impl Processor {
             self.metrics.parse_errors.with_label_values(&[reason]).inc();
             out.push(self.parse_error_record(ex, Direction::ServerToClient, Some(head), reason, None));
         }
-        let ended = if ex.http_method == http::Method::DELETE && head.status < 300 {
+        let deleted = ex.http_method == http::Method::DELETE && head.status < 300;
+        if head.status == 404 && !deleted {
+            // The server no longer knows the session (it ended or expired there).
+            if let Some(session) = &ex.session_id
+                && self.sessions.remove(session).is_some()
+            {
+                self.metrics.active_sessions.dec();
+            }
+        } else if head.status < 300 && !deleted {
+            self.session_seen(head.session_id.as_deref().or(ex.session_id.as_deref()));
+        }
+        let ended = if deleted {
             ex.session_id.clone().map(Scope::Session)
         } else {
             self.stream_sessions.remove(&ex.id).map(Scope::Legacy)
         };
         if let Some(session) = ended {
-            if self.sessions.remove(&session) {
+            let was_open = match &session {
+                Scope::Session(s) => self.sessions.remove(s).is_some(),
+                Scope::Legacy(s) => self.legacy_sessions.remove(s),
+                Scope::Exchange(_) => false,
+            };
+            if was_open {
                 self.metrics.active_sessions.dec();
             }
             let mut r = self.record(
@@ -950,6 +994,22 @@ impl Processor {
             r.session_id = session.into_session_id().map(Arc::from);
             r.response_code = Some(head.status);
             out.push(r);
+        }
+    }
+
+    /// A message of `session` was seen, in an answer the server accepted: the session is
+    /// open (again, if it had been forgotten idle or began before this agent started).
+    fn session_seen(&mut self, session: Option<&str>) {
+        let Some(session) = session.filter(|s| !s.is_empty()) else {
+            return;
+        };
+        let now = Instant::now();
+        match self.sessions.get_mut(session) {
+            Some(seen) => *seen = now,
+            None => {
+                self.sessions.insert(session.to_owned(), now);
+                self.metrics.active_sessions.inc();
+            }
         }
     }
 
@@ -1110,26 +1170,39 @@ impl Processor {
             .or_else(|| self.pending.remove(&(Scope::Exchange(ex.id), id.to_owned())))
     }
 
-    /// Forgets requests unanswered for `PENDING_TTL`. The clock is read once per
-    /// `EXPIRY_CHECK_EVERY` items, and the requests swept at most once per
-    /// `PENDING_SWEEP_EVERY`: a request is forgotten between `PENDING_TTL` and
-    /// `PENDING_TTL + PENDING_SWEEP_EVERY` after it was sent (given traffic to notice it).
+    /// Forgets requests unanswered for `PENDING_TTL` and idle sessions. While items come,
+    /// the clock is read once per `EXPIRY_CHECK_EVERY` of them, and [`Processor::sweep`]
+    /// runs at most once per `SWEEP_EVERY` (the pipeline also calls it on a timer when no
+    /// item comes): a request is forgotten between `PENDING_TTL` and
+    /// `PENDING_TTL + SWEEP_EVERY` after it was sent.
     fn expire_pending(&mut self) {
         self.since_expiry_check += 1;
         if self.since_expiry_check < EXPIRY_CHECK_EVERY {
             return;
         }
         self.since_expiry_check = 0;
-        self.sweep_pending(Instant::now());
+        self.sweep(Instant::now());
     }
 
-    /// The sweep of [`Processor::expire_pending`], as of `now`.
-    fn sweep_pending(&mut self, now: Instant) {
-        if self.pending.is_empty() || now.duration_since(self.last_sweep) < PENDING_SWEEP_EVERY {
+    /// The sweep of [`Processor::expire_pending`], as of `now`: requests unanswered for
+    /// `PENDING_TTL` and sessions idle for `session_idle` are forgotten. At most once per
+    /// `SWEEP_EVERY`.
+    pub fn sweep(&mut self, now: Instant) {
+        if now.duration_since(self.last_sweep) < SWEEP_EVERY {
             return;
         }
         self.last_sweep = now;
         self.pending.retain(|_, p| now.duration_since(p.started) < PENDING_TTL);
+        let before = self.sessions.len();
+        let idle = self.session_idle;
+        self.sessions.retain(|_, seen| now.duration_since(*seen) < idle);
+        self.metrics.active_sessions.sub((before - self.sessions.len()) as i64);
+    }
+
+    /// Whether anything waits for a [`Processor::sweep`]: with nothing, an idle agent
+    /// need not wake for one.
+    pub fn has_expiring_state(&self) -> bool {
+        !self.pending.is_empty() || !self.sessions.is_empty()
     }
 
     fn record(
@@ -1512,15 +1585,15 @@ mod tests {
         let mut processor = processor(&Default::default());
         let t0 = Instant::now();
         processor.add_pending((Scope::Exchange(1), "old".to_owned()), waiting(t0));
-        processor.add_pending((Scope::Exchange(2), "new".to_owned()), waiting(t0 + PENDING_SWEEP_EVERY * 2));
+        processor.add_pending((Scope::Exchange(2), "new".to_owned()), waiting(t0 + SWEEP_EVERY * 2));
         let second = Duration::from_secs(1);
         // Neither has waited long enough.
-        processor.sweep_pending(t0 + PENDING_TTL - second);
+        processor.sweep(t0 + PENDING_TTL - second);
         assert_eq!(processor.pending.len(), 2);
         // The first has, but the last sweep was less than a sweep period ago.
-        processor.sweep_pending(t0 + PENDING_TTL + second);
+        processor.sweep(t0 + PENDING_TTL + second);
         assert_eq!(processor.pending.len(), 2);
-        processor.sweep_pending(t0 + PENDING_TTL - second + PENDING_SWEEP_EVERY);
+        processor.sweep(t0 + PENDING_TTL - second + SWEEP_EVERY);
         assert_eq!(processor.pending.keys().map(|(_, id)| id.as_str()).collect::<Vec<_>>(), ["new"]);
         // Answered requests are taken out as their answers come.
         let mut processor = self::processor(&Default::default());
@@ -1596,6 +1669,79 @@ mod tests {
         let replays = processor.metrics.records_dropped.with_label_values(&["replayed_event", "true"]).get();
         assert_eq!(replays, 1);
         assert_eq!(processor.seen_events.len(), 2, "the events new on the resumed stream are forgotten at its end");
+    }
+
+    #[test]
+    fn a_session_counts_as_open_until_its_delete_its_404_or_an_idle_spell_and_comes_back_with_its_traffic() {
+        let mut processor = processor(&Default::default());
+        processor.set_session_idle(Duration::from_secs(120));
+        let open = |p: &Processor| p.metrics.active_sessions.get();
+        let head = |status: u16, session: Option<&str>| {
+            Arc::new(ResponseHead {
+                status,
+                content: ContentKind::Json,
+                headers: HeaderLines::default(),
+                session_id: session.map(str::to_owned),
+                redacted_headers: OnceLock::new(),
+            })
+        };
+        let in_session = |id: u64, method: http::Method| {
+            let mut ex = exchange(id, TraceContext::random());
+            ex.session_id = Some("s-1".into());
+            ex.http_method = method;
+            Arc::new(ex)
+        };
+        let mut out = Vec::new();
+        // initialize: the server names the session in its answer.
+        let ex = Arc::new(exchange(1, TraceContext::random()));
+        let init = Bytes::from_static(br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}"#);
+        let wire_bytes = init.len() as u64;
+        processor.process(Captured::Request { ex: ex.clone(), body: init, truncated: false, wire_bytes }, &mut out);
+        let answer = Bytes::from_static(br#"{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-06-18"}}"#);
+        let whole = |ex: Arc<Exchange>, head: Arc<ResponseHead>, body: &Bytes| Captured::Whole {
+            ex,
+            head,
+            body: body.clone(),
+            truncated: false,
+            wire_bytes: body.len() as u64,
+        };
+        processor.process(whole(ex, head(200, Some("s-1")), &answer), &mut out);
+        assert_eq!(open(&processor), 1);
+        let starts = |out: &[AuditRecord]| out.iter().filter(|r| r.event_type == EventType::McpSessionStart).count();
+        assert_eq!(starts(&out), 1);
+        // Traffic keeps it open; an idle spell longer than the setting forgets it.
+        let ping = Bytes::from_static(br#"{"jsonrpc":"2.0","id":2,"result":{}}"#);
+        processor.process(whole(in_session(2, http::Method::POST), head(200, None), &ping), &mut out);
+        assert!(processor.has_expiring_state());
+        let seen = processor.sessions["s-1"];
+        processor.sweep(seen + Duration::from_secs(119));
+        assert_eq!(open(&processor), 1, "not idle long enough");
+        processor.sweep(seen + Duration::from_secs(119) + SWEEP_EVERY);
+        assert_eq!(open(&processor), 0, "idle past the setting");
+        assert!(processor.sessions.is_empty() && !processor.has_expiring_state());
+        // Its next accepted answer counts it again, without a second session start.
+        processor.process(whole(in_session(3, http::Method::POST), head(200, None), &ping), &mut out);
+        assert_eq!(open(&processor), 1);
+        assert_eq!(starts(&out), 1);
+        // An answer the server refused does not; a 404 says the server forgot it.
+        let mut stranger = exchange(4, TraceContext::random());
+        stranger.session_id = Some("made-up".into());
+        processor.process(whole(Arc::new(stranger), head(400, None), &ping), &mut out);
+        assert_eq!(open(&processor), 1);
+        processor.process(whole(in_session(5, http::Method::POST), head(404, None), &ping), &mut out);
+        assert_eq!(open(&processor), 0);
+        // Back, then DELETE: closed once, with a session end record.
+        processor.process(whole(in_session(6, http::Method::POST), head(200, None), &ping), &mut out);
+        assert_eq!(open(&processor), 1);
+        let end = Captured::End {
+            ex: in_session(7, http::Method::DELETE),
+            head: head(200, None),
+            outcome: EndOutcome::Complete,
+        };
+        processor.process(end, &mut out);
+        assert_eq!(open(&processor), 0);
+        assert!(processor.sessions.is_empty());
+        assert_eq!(out.iter().filter(|r| r.event_type == EventType::McpSessionEnd).count(), 1);
     }
 
     #[test]

@@ -128,7 +128,8 @@ pub async fn run(config: AgentConfig, options: RunOptions, shutdown: watch::Rece
         transport: config.server.transport,
     };
     let governance = Arc::new(govern::Governance::new(govern::Rules::from_config(&config)));
-    let processor = capture::Processor::new(server, redactor, metrics.clone(), governance.clone());
+    let mut processor = capture::Processor::new(server, redactor, metrics.clone(), governance.clone());
+    processor.set_session_idle(Duration::from_secs(config.capture.session_idle_seconds));
     let (pipeline, running) = pipeline::start(&config.pipeline, processor, redactor_rx, sinks, metrics.clone())?;
 
     let upstream: http::Uri = config.upstream.url.parse().context("upstream.url")?;

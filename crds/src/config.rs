@@ -75,6 +75,9 @@ impl AgentConfig {
         if self.capture.max_body_bytes == 0 {
             problems.push("capture.maxBodyBytes: must be at least 1".to_owned());
         }
+        if self.capture.session_idle_seconds == 0 {
+            problems.push("capture.sessionIdleSeconds: must be at least 1 (3600 if unset)".to_owned());
+        }
         if self.pipeline.queue_capacity == 0 || self.pipeline.batch_size == 0 {
             problems.push("pipeline.queueCapacity and pipeline.batchSize: must be at least 1".to_owned());
         }
@@ -266,15 +269,26 @@ pub struct CaptureConfig {
     /// forwarded whole but recorded as truncated.
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
+    /// A Streamable HTTP session with no answer or event seen for this many seconds stops
+    /// counting as active (`mcp_ledger_active_sessions`) and is forgotten; its next
+    /// message counts it again. Clients often leave without the DELETE that ends a
+    /// session, so without this the open sessions would only grow. No record is written:
+    /// the agent cannot tell an idle session from an ended one.
+    #[serde(default = "default_session_idle")]
+    pub session_idle_seconds: u64,
 }
 
 fn default_max_body() -> usize {
     256 * 1024
 }
 
+fn default_session_idle() -> u64 {
+    3600
+}
+
 impl Default for CaptureConfig {
     fn default() -> Self {
-        Self { max_body_bytes: default_max_body() }
+        Self { max_body_bytes: default_max_body(), session_idle_seconds: default_session_idle() }
     }
 }
 

@@ -454,7 +454,7 @@ fn full_config() -> AgentConfig {
         "upstream": {"url": "http://127.0.0.1:3000", "connectTimeoutMs": 500},
         "server": {"name": "github", "namespace": "tools", "path": "/mcp", "transport": "streamable-http", "toolPolicy": "block",
                    "allowedVersions": [">=1.2"], "approvedTools": [{"name": "search", "definitionHash": "ab12"}]},
-        "capture": {"maxBodyBytes": 65536},
+        "capture": {"maxBodyBytes": 65536, "sessionIdleSeconds": 600},
         "redaction": {"policy": {"defaultAction": "hash", "hashKeySecretRef": {"name": "k", "key": "key"},
                                   "jsonPaths": [{"name": "pw", "path": "$..password", "action": "drop"}]},
                       "hashKeyFile": "/etc/mcp-ledger/hmac/key"},
@@ -481,6 +481,7 @@ fn agent_config_round_trips_between_operator_and_agent() {
     assert_eq!(minimal.server.path, "/mcp");
     assert!(minimal.identity.jwt.is_none() && minimal.identity.trusted_gateway.is_none());
     assert_eq!(minimal.capture.max_body_bytes, 256 * 1024);
+    assert_eq!(minimal.capture.session_idle_seconds, 3600);
 }
 
 #[test]
@@ -492,8 +493,10 @@ fn agent_config_errors_name_the_field() {
     config.upstream.url = "127.0.0.1:3000".into();
     config.identity.trusted_proxies = vec!["10.0.0.0/33".into()];
     config.identity.jwt.as_mut().unwrap().jwks_file = None;
+    config.capture.session_idle_seconds = 0;
     let err = config.validate().unwrap_err().to_string();
     for needle in [
+        "capture.sessionIdleSeconds: must be at least 1",
         "listen.proxy: '8080'",
         "upstream.url: '127.0.0.1:3000' must start with http://",
         "identity.trustedProxies[0]",
