@@ -391,6 +391,12 @@ pub enum Captured {
         /// What to record.
         event: govern::Event,
     },
+    /// The client went away before the server's answer began: the proxy gave the exchange
+    /// up with no response to tap.
+    Abandoned {
+        /// The exchange.
+        ex: Arc<Exchange>,
+    },
     /// The upstream could not be reached; the client got a 502.
     UpstreamUnavailable {
         /// The exchange.
@@ -598,6 +604,7 @@ impl Processor {
             }
             Captured::End { ex, head, outcome } => self.on_end(&ex, &head, outcome, out),
             Captured::UpstreamUnavailable { ex, reason } => self.on_upstream_unavailable(&ex, reason, out),
+            Captured::Abandoned { ex } => self.on_abandoned(&ex, out),
             Captured::Governance { ex, method, jsonrpc_id, event } => {
                 self.on_governance(&ex, method, jsonrpc_id, event, out)
             }
@@ -927,31 +934,14 @@ impl Processor {
                 continue;
             }
             let p = self.pending.remove(&(key.clone(), id.clone())).expect("checked above");
-            let mut r = self.record(
-                ex,
-                EventType::McpResponseError,
-                Level::Error,
-                Direction::ServerToClient,
-                p.trace,
-                Headers::Response(head),
-            );
-            r.request_id.jsonrpc = Some(id);
-            r.method = Some(p.method.clone());
-            r.tool_name = p.tool.clone();
-            r.response_code = Some(head.status);
-            r.response_type = Some(head.content.shared());
-            r.duration_ns = Some(saturating_nanos(p.started.elapsed()));
             let kind = match outcome {
                 EndOutcome::Complete => format!("http_{}", head.status),
                 EndOutcome::ClientClosed => "client_disconnected".to_owned(),
                 EndOutcome::Cut(reason) => reason.to_owned(),
             };
-            r.error = Some(RecordError { kind, code: None, message: None });
-            let tool_label = p.tool.as_deref().map(|t| self.tool_label(t)).unwrap_or("");
-            self.metrics
-                .requests
-                .with_label_values(&[&self.identity.name, jsonrpc::method_label(&p.method), tool_label, "unanswered"])
-                .inc();
+            let mut r = self.unanswered(ex, id, p, Direction::ServerToClient, Headers::Response(head), kind);
+            r.response_code = Some(head.status);
+            r.response_type = Some(head.content.shared());
             out.push(r);
         }
         if let EndOutcome::Cut(reason) = outcome {
@@ -994,6 +984,47 @@ impl Processor {
             r.session_id = session.into_session_id().map(Arc::from);
             r.response_code = Some(head.status);
             out.push(r);
+        }
+    }
+
+    /// The record of request `id`, which got no answer on its exchange: `kind` says why.
+    fn unanswered(
+        &self,
+        ex: &Exchange,
+        id: String,
+        p: Pending,
+        direction: Direction,
+        headers: Headers<'_>,
+        kind: String,
+    ) -> AuditRecord {
+        let mut r = self.record(ex, EventType::McpResponseError, Level::Error, direction, p.trace, headers);
+        r.request_id.jsonrpc = Some(id);
+        r.tool_id = p.tool.as_deref().map(|t| self.tool_id(t));
+        r.method = Some(p.method.clone());
+        r.duration_ns = Some(saturating_nanos(p.started.elapsed()));
+        r.error = Some(RecordError { kind, code: None, message: None });
+        let tool_label = p.tool.as_deref().map(|t| self.tool_label(t)).unwrap_or("");
+        self.metrics
+            .requests
+            .with_label_values(&[&self.identity.name, jsonrpc::method_label(&p.method), tool_label, "unanswered"])
+            .inc();
+        r.tool_name = p.tool;
+        r
+    }
+
+    /// The client left before the server's answer began (see [`Captured::Abandoned`]):
+    /// each request of the exchange still waiting is recorded as unanswered.
+    fn on_abandoned(&mut self, ex: &Arc<Exchange>, out: &mut Vec<AuditRecord>) {
+        self.seen_events.ended(ex.id, false);
+        let key = self.key_for(ex);
+        for id in self.exchange_requests.remove(&ex.id).unwrap_or_default() {
+            let pending = (key.clone(), id);
+            if self.pending.get(&pending).is_none_or(|p| p.exchange != ex.id) {
+                continue;
+            }
+            let p = self.pending.remove(&pending).expect("checked above");
+            let kind = "client_disconnected".to_owned();
+            out.push(self.unanswered(ex, pending.1, p, Direction::Agent, Headers::Request(ex), kind));
         }
     }
 

@@ -1,5 +1,6 @@
 //! Bad input leaves traffic untouched and is recorded: non-JSON bodies, malformed
-//! JSON-RPC, invalid UTF-8, a body over the capture limit, an upstream that is down.
+//! JSON-RPC, invalid UTF-8, a body over the capture limit, an upstream that is down, a
+//! client that leaves before the answer.
 
 mod common;
 
@@ -130,5 +131,47 @@ async fn a_collector_that_is_down_costs_counted_drops_not_traffic() {
     // The JSON lines sink, configured beside it, still got every record.
     let records = agent.stop().await;
     assert_eq!(records.iter().filter(|r| r.event_type == EventType::McpResponseSuccess).count(), 5);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_leaves_before_the_answer_is_recorded_as_gone() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // JSON answers: the server sends its response head only when the tool is done.
+    let (_server, port) = python_server("streamable-http", &["--json-response"]);
+    let dir = scratch("client-gone");
+    let agent = Agent::start(config(port, &dir)).await;
+    let call = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"slow_count","arguments":{"n":40},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#;
+    let request = format!(
+        "POST /mcp HTTP/1.1\r\nhost: 127.0.0.1:{}\r\ncontent-type: application/json\r\n\
+         accept: application/json, text/event-stream\r\nmcp-protocol-version: 2026-07-28\r\n\
+         mcp-method: tools/call\r\nmcp-name: slow_count\r\n\
+         content-length: {}\r\n\r\n{call}",
+        agent.port,
+        call.len()
+    );
+    let mut client = tokio::net::TcpStream::connect(("127.0.0.1", agent.port)).await.unwrap();
+    client.write_all(request.as_bytes()).await.unwrap();
+    // The call takes two seconds; the client gives up after a fraction of one.
+    let mut buf = [0u8; 64];
+    let early = tokio::time::timeout(std::time::Duration::from_millis(400), client.read(&mut buf)).await;
+    assert!(early.is_err(), "no answer should come this early: {early:?} {:?}", String::from_utf8_lossy(&buf));
+    drop(client);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let records = agent.stop().await;
+    let request = records
+        .iter()
+        .find(|r| r.event_type == EventType::McpRequest && r.request_id.jsonrpc.as_deref() == Some("7"))
+        .expect("the call's request record");
+    let gone: Vec<_> = records.iter().filter(|r| r.event_type == EventType::McpResponseError).collect();
+    assert_eq!(gone.len(), 1, "one record says the call got no answer: {records:?}");
+    let gone = gone[0];
+    assert_eq!(gone.request_id.jsonrpc.as_deref(), Some("7"));
+    assert_eq!(gone.method.as_deref(), Some("tools/call"));
+    assert_eq!(gone.tool_name.as_deref(), Some("slow_count"));
+    assert_eq!(gone.error.as_ref().map(|e| e.kind.as_str()), Some("client_disconnected"));
+    assert_eq!(gone.response_code, None, "no answer reached the client");
+    assert_eq!(gone.correlation_id, request.correlation_id);
+    assert!(gone.duration_ns.is_some_and(|d| d >= 300_000_000), "how long the client waited: {gone:?}");
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -177,7 +177,10 @@ impl Proxy {
         *upstream_req.version_mut() = http::Version::HTTP_11;
 
         let method_label = method_label(&parts.method);
-        match self.upstream.send(own, path, upstream_req).await {
+        let waiting = Awaiting { ex: Some(ex), pipeline: &self.pipeline };
+        let sent = self.upstream.send(own, path, upstream_req).await;
+        let ex = waiting.answered();
+        match sent {
             Ok(resp) => {
                 let (mut rparts, rbody) = resp.into_parts();
                 strip_hop_by_hop(&mut rparts.headers);
@@ -221,6 +224,29 @@ impl Proxy {
                 self.pipeline.submit(Captured::UpstreamUnavailable { ex, reason });
                 upstream_unavailable(request_body.as_deref().and_then(first_request_id))
             }
+        }
+    }
+}
+
+/// An exchange waiting for the head of its answer. When the client goes away, hyper drops
+/// the exchange's future, and with it this: dropped before [`Awaiting::answered`], it
+/// tells the pipeline that the exchange was given up (its requests got no answer).
+struct Awaiting<'a> {
+    ex: Option<Arc<Exchange>>,
+    pipeline: &'a Pipeline,
+}
+
+impl Awaiting<'_> {
+    /// The answer's head came (or the upstream failed): the exchange goes on.
+    fn answered(mut self) -> Arc<Exchange> {
+        self.ex.take().expect("an exchange is answered once")
+    }
+}
+
+impl Drop for Awaiting<'_> {
+    fn drop(&mut self) {
+        if let Some(ex) = self.ex.take() {
+            self.pipeline.submit(Captured::Abandoned { ex });
         }
     }
 }
