@@ -118,8 +118,8 @@ fn spawn_tasks(
         // not wake at all; the first item after a pause costs one wake-up.
         let mut poll = tokio::time::interval(POLL_EVERY);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // Unanswered requests and idle sessions are forgotten as items come; without
-        // items, this timer does it (armed only while the processor holds any).
+        // Unanswered requests and idle sessions are forgotten as items come; while none
+        // come, this timer does it (armed only while the processor holds any).
         let mut sweep = tokio::time::interval(crate::capture::SWEEP_EVERY);
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut items = Vec::with_capacity(1024);
@@ -153,7 +153,7 @@ fn spawn_tasks(
                     idle = items.is_empty();
                 }
                 () = &mut flush, if !batch.is_empty() => send_batch(&outputs, &mut batch, &m),
-                _ = sweep.tick(), if processor.has_expiring_state() => processor.sweep(std::time::Instant::now()),
+                _ = sweep.tick(), if idle && processor.has_expiring_state() => processor.sweep(std::time::Instant::now()),
                 changed = redactor_updates.changed(), if reloads => match changed {
                     Ok(()) => processor.set_redactor(redactor_updates.borrow_and_update().clone()),
                     // No more policy reloads: stop asking (a closed channel answers at once).
