@@ -595,7 +595,7 @@ impl Processor {
                 );
                 // An event keeps its session open (after an initialize answer opened it).
                 if head.status < 300 {
-                    self.session_seen(head.session_id.as_deref().or(ex.session_id.as_deref()));
+                    self.session_seen(head.session_id.as_deref().or(ex.session_id.as_deref()), false);
                 }
             }
             Captured::Whole { ex, head, body, truncated, wire_bytes } => {
@@ -957,7 +957,10 @@ impl Processor {
                 self.metrics.active_sessions.dec();
             }
         } else if head.status < 300 && !deleted {
-            self.session_seen(head.session_id.as_deref().or(ex.session_id.as_deref()));
+            // A request the server accepted in the session: it is open. The end of a GET
+            // stream is not such a request: the server closes a deleted session's stream.
+            let accepted = ex.http_method == http::Method::POST;
+            self.session_seen(head.session_id.as_deref().or(ex.session_id.as_deref()), accepted);
         }
         let ended = if deleted {
             ex.session_id.clone().map(Scope::Session)
@@ -1029,18 +1032,20 @@ impl Processor {
     }
 
     /// A message of `session` was seen, in an answer the server accepted: the session is
-    /// open (again, if it had been forgotten idle or began before this agent started).
-    fn session_seen(&mut self, session: Option<&str>) {
+    /// still open. With `accepted_request` (the server accepted a POST in it) it is open
+    /// again if it had been forgotten idle or began before this agent started.
+    fn session_seen(&mut self, session: Option<&str>, accepted_request: bool) {
         let Some(session) = session.filter(|s| !s.is_empty()) else {
             return;
         };
         let now = Instant::now();
         match self.sessions.get_mut(session) {
             Some(seen) => *seen = now,
-            None => {
+            None if accepted_request => {
                 self.sessions.insert(session.to_owned(), now);
                 self.metrics.active_sessions.inc();
             }
+            None => {}
         }
     }
 
@@ -1770,6 +1775,14 @@ mod tests {
             outcome: EndOutcome::Complete,
         };
         processor.process(end, &mut out);
+        assert_eq!(open(&processor), 0);
+        // The server then closes the session's GET stream: that does not open it again.
+        let stream = Captured::End {
+            ex: in_session(8, http::Method::GET),
+            head: head(200, None),
+            outcome: EndOutcome::Complete,
+        };
+        processor.process(stream, &mut out);
         assert_eq!(open(&processor), 0);
         assert!(processor.sessions.is_empty());
         assert_eq!(out.iter().filter(|r| r.event_type == EventType::McpSessionEnd).count(), 1);

@@ -119,6 +119,11 @@ async fn python_sdk_legacy_sessions_are_recorded() {
     let dir = scratch("py-sessions");
     let agent = Agent::start(config(port, &dir)).await;
     python_client(&agent.url("/mcp"), "legacy", "streamable-http");
+    // The client deleted its session; the server then closed the session's GET stream.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let metrics = raw("GET", &format!("http://127.0.0.1:{}/metrics", agent.admin), &[], "").await;
+    let metrics = String::from_utf8_lossy(&metrics.body).to_string();
+    assert!(metrics.lines().any(|l| l == "mcp_ledger_active_sessions 0"), "no session left open:\n{metrics}");
     let records = agent.stop().await;
     let start = by_event(&records, EventType::McpSessionStart);
     let end = by_event(&records, EventType::McpSessionEnd);

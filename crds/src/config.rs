@@ -270,10 +270,10 @@ pub struct CaptureConfig {
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
     /// A Streamable HTTP session with no answer or event seen for this many seconds stops
-    /// counting as active (`mcp_ledger_active_sessions`) and is forgotten; its next
-    /// message counts it again. Clients often leave without the DELETE that ends a
-    /// session, so without this the open sessions would only grow. No record is written:
-    /// the agent cannot tell an idle session from an ended one.
+    /// counting as active (`mcp_ledger_active_sessions`) and is forgotten; the next request
+    /// the server accepts in it counts it again. Clients often leave without the DELETE
+    /// that ends a session, so without this the open sessions would only grow. No record
+    /// is written: the agent cannot tell an idle session from an ended one.
     #[serde(default = "default_session_idle")]
     pub session_idle_seconds: u64,
 }
