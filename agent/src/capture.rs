@@ -1229,6 +1229,11 @@ impl Processor {
         }
         self.last_sweep = now;
         self.pending.retain(|_, p| now.duration_since(p.started) < PENDING_TTL);
+        // An exchange's list of requests goes at its end. When the end never comes (its
+        // item was dropped on a full queue), the list would stay: keep only the lists of
+        // exchanges with a request still waiting (a list of answered ones says nothing).
+        let waiting: HashSet<u64, foldhash::fast::RandomState> = self.pending.values().map(|p| p.exchange).collect();
+        self.exchange_requests.retain(|exchange, _| waiting.contains(exchange));
         let before = self.sessions.len();
         let idle = self.session_idle;
         self.sessions.retain(|_, seen| now.duration_since(*seen) < idle);
@@ -1238,7 +1243,7 @@ impl Processor {
     /// Whether anything waits for a [`Processor::sweep`]: with nothing, an idle agent
     /// need not wake for one.
     pub fn has_expiring_state(&self) -> bool {
-        !self.pending.is_empty() || !self.sessions.is_empty()
+        !self.pending.is_empty() || !self.sessions.is_empty() || !self.exchange_requests.is_empty()
     }
 
     fn record(
@@ -1786,6 +1791,45 @@ mod tests {
         assert_eq!(open(&processor), 0);
         assert!(processor.sessions.is_empty());
         assert_eq!(out.iter().filter(|r| r.event_type == EventType::McpSessionEnd).count(), 1);
+    }
+
+    #[test]
+    fn the_requests_of_an_exchange_whose_end_was_lost_are_forgotten_once_none_waits() {
+        let mut processor = processor(&Default::default());
+        let head = json_head();
+        let mut out = Vec::new();
+        let request = |id: u64| {
+            let body = Bytes::from(format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"ping"}}"#));
+            let wire_bytes = body.len() as u64;
+            (Arc::new(exchange(id, TraceContext::random())), body, wire_bytes)
+        };
+        // Exchange 1 is answered but its end never comes (dropped on a full queue); exchange
+        // 2 still waits for its answer.
+        let (one, body, wire_bytes) = request(1);
+        processor.process(Captured::Request { ex: one.clone(), body, truncated: false, wire_bytes }, &mut out);
+        let answer = Bytes::from_static(br#"{"jsonrpc":"2.0","id":1,"result":{}}"#);
+        let wire_bytes = answer.len() as u64;
+        let response = Captured::Response {
+            ex: one,
+            head: head.clone(),
+            body: answer,
+            truncated: false,
+            wire_bytes,
+            sse_event: None,
+            sse_id: None,
+        };
+        processor.process(response, &mut out);
+        let (two, body, wire_bytes) = request(2);
+        processor.process(Captured::Request { ex: two.clone(), body, truncated: false, wire_bytes }, &mut out);
+        assert_eq!(processor.exchange_requests.len(), 2);
+        processor.sweep(Instant::now() + SWEEP_EVERY);
+        assert_eq!(processor.exchange_requests.keys().copied().collect::<Vec<_>>(), [2], "only the waiting one");
+        // Exchange 2 ends unanswered, as if nothing had been swept.
+        processor.process(Captured::End { ex: two, head, outcome: EndOutcome::Cut("upstream_error") }, &mut out);
+        let unanswered: Vec<_> = out.iter().filter(|r| r.event_type == EventType::McpResponseError).collect();
+        assert_eq!(unanswered.len(), 1);
+        assert_eq!(unanswered[0].request_id.jsonrpc.as_deref(), Some("2"));
+        assert!(processor.exchange_requests.is_empty() && processor.pending.is_empty());
     }
 
     #[test]

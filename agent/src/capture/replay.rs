@@ -6,6 +6,8 @@
 //! a stream that ended complete cannot come again, and are forgotten at its end; those of
 //! a cut stream, or one the client left, are kept (the oldest go first past a bound). An
 //! event is remembered by a keyed 64-bit hash of its session and id, not by the two texts.
+//! Open streams are followed up to a bound too, so that streams whose end never reached
+//! the processor cannot add up.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasher, RandomState};
@@ -13,6 +15,10 @@ use std::hash::{BuildHasher, RandomState};
 /// Events remembered, at most (each costs about 25 bytes: its hash in the set and in the
 /// order, and in its stream's list while the stream is open).
 pub(super) const MAX_SEEN_EVENTS: usize = 65_536;
+/// Open streams with event ids followed, at most. A stream whose end was lost (its item
+/// dropped on a full queue) would otherwise be followed for ever; past the bound the
+/// older half (exchange ids grow) is let go as if cut.
+const MAX_OPEN_STREAMS: usize = 16_384;
 
 type Fast = foldhash::fast::RandomState;
 
@@ -54,6 +60,9 @@ impl SeenEvents {
     /// An event with `id` arrived on `exchange`'s stream, in `session` (None: no session to
     /// resume in). True if it was seen before: the server replays it.
     pub(super) fn replayed(&mut self, exchange: u64, session: Option<&str>, id: &str) -> bool {
+        if self.streams.len() >= MAX_OPEN_STREAMS && !self.streams.contains_key(&exchange) {
+            self.let_older_half_go();
+        }
         let stream = self.streams.entry(exchange).or_default();
         let Some(session) = session.filter(|s| !s.is_empty()) else {
             return false;
@@ -88,6 +97,23 @@ impl SeenEvents {
             }
         }
         true
+    }
+
+    /// Stops following the older half of the open streams, as if they had been cut (their
+    /// events stay remembered).
+    fn let_older_half_go(&mut self) {
+        let mut ids: Vec<u64> = self.streams.keys().copied().collect();
+        let half = ids.len() / 2;
+        let (_, &mut median, _) = ids.select_nth_unstable(half);
+        let mut let_go = 0;
+        self.streams.retain(|&exchange, stream| {
+            let keep = exchange >= median;
+            if !keep {
+                let_go += stream.events.len();
+            }
+            keep
+        });
+        self.tracked -= let_go;
     }
 
     /// Events remembered now.
@@ -149,5 +175,20 @@ mod tests {
         assert!(g.ended(1, true));
         assert_eq!(g.tracked, 0);
         assert!(g.len() <= 11, "what stream 1 held is forgotten at its end: {} left", g.len());
+    }
+
+    #[test]
+    fn streams_whose_end_never_comes_are_let_go_oldest_first_past_the_bound() {
+        let mut g = SeenEvents::default();
+        for exchange in 0..MAX_OPEN_STREAMS as u64 {
+            assert!(!g.replayed(exchange, Some("s"), &exchange.to_string()));
+        }
+        assert_eq!(g.streams.len(), MAX_OPEN_STREAMS);
+        assert!(!g.replayed(MAX_OPEN_STREAMS as u64, Some("s"), "new"));
+        assert_eq!(g.streams.len(), MAX_OPEN_STREAMS / 2 + 1, "the older half let go, the new one followed");
+        assert!(!g.streams.contains_key(&0) && g.streams.contains_key(&(MAX_OPEN_STREAMS as u64 - 1)));
+        assert_eq!(g.tracked, g.streams.values().map(|s| s.events.len()).sum::<usize>());
+        assert!(g.replayed(99_999, Some("s"), "0"), "a let-go stream's events are still remembered");
+        assert!(!g.ended(0, true), "and it is no longer followed");
     }
 }
