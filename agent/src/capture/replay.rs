@@ -68,19 +68,22 @@ impl SeenEvents {
             return false;
         };
         let hash = self.key.hash_one((session, id));
-        if !self.seen.insert(hash) {
+        if self.seen.contains(&hash) {
             return true;
         }
         if self.tracked < MAX_SEEN_EVENTS {
             stream.events.push(hash);
             self.tracked += 1;
         }
-        self.order.push_back(hash);
-        if self.order.len() > MAX_SEEN_EVENTS
+        // Room is made before the push, so that the order never holds more than the bound
+        // (a deque one past a power of two would double its buffer).
+        if self.order.len() >= MAX_SEEN_EVENTS
             && let Some(old) = self.order.pop_front()
         {
             self.seen.remove(&old);
         }
+        self.seen.insert(hash);
+        self.order.push_back(hash);
         false
     }
 
@@ -169,6 +172,7 @@ mod tests {
         }
         assert_eq!(g.len(), MAX_SEEN_EVENTS);
         assert_eq!(g.order.len(), MAX_SEEN_EVENTS);
+        assert_eq!(g.order.capacity(), MAX_SEEN_EVENTS, "the order's buffer stays at the bound");
         assert_eq!(g.tracked, MAX_SEEN_EVENTS, "one open stream holds at most the bound");
         assert!(!g.replayed(2, Some("s"), "0"), "the oldest was forgotten");
         assert!(g.replayed(2, Some("s"), &(n - 1).to_string()), "the newest is remembered");
