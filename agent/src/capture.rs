@@ -1221,8 +1221,8 @@ impl Processor {
     }
 
     /// The sweep of [`Processor::expire_pending`], as of `now`: requests unanswered for
-    /// `PENDING_TTL` and sessions idle for `session_idle` are forgotten. At most once per
-    /// `SWEEP_EVERY`.
+    /// `PENDING_TTL`, the request lists of exchanges with none waiting, and sessions idle
+    /// for `session_idle` are forgotten. At most once per `SWEEP_EVERY`.
     pub fn sweep(&mut self, now: Instant) {
         if now.duration_since(self.last_sweep) < SWEEP_EVERY {
             return;
