@@ -315,6 +315,13 @@ pub struct ResponseHead {
     pub redacted_headers: OnceLock<RedactedHeaders>,
 }
 
+impl ResponseHead {
+    /// The session this answer belongs to: the one it names, else the request's.
+    fn session<'a>(&'a self, ex: &'a Exchange) -> Option<&'a str> {
+        self.session_id.as_deref().or(ex.session_id.as_deref())
+    }
+}
+
 /// How a response body ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EndOutcome {
@@ -595,7 +602,7 @@ impl Processor {
                 );
                 // An event keeps its session open (after an initialize answer opened it).
                 if head.status < 300 {
-                    self.session_seen(head.session_id.as_deref().or(ex.session_id.as_deref()), false);
+                    self.session_seen(head.session(&ex), false);
                 }
             }
             Captured::Whole { ex, head, body, truncated, wire_bytes } => {
@@ -698,12 +705,11 @@ impl Processor {
         sse_id: Option<&str>,
         out: &mut Vec<AuditRecord>,
     ) {
-        if let Some(id) = sse_id {
-            let session = head.session_id.as_deref().or(ex.session_id.as_deref());
-            if self.seen_events.replayed(ex.id, session, id) {
-                self.metrics.dropped("replayed_event", true);
-                return; // replayed after Last-Event-ID: already recorded
-            }
+        if let Some(id) = sse_id
+            && self.seen_events.replayed(ex.id, head.session(ex), id)
+        {
+            self.metrics.dropped("replayed_event", true);
+            return; // replayed after Last-Event-ID: already recorded
         }
         if sse_event == Some("endpoint") {
             // 2024-11-05 HTTP+SSE: the stream names the URL the client posts to.
@@ -922,18 +928,14 @@ impl Processor {
         // A stream with event ids the client left can be resumed with `Last-Event-ID`.
         let resumable = self.seen_events.ended(ex.id, outcome == EndOutcome::Complete);
         let key = self.key_for(ex);
-        for id in unanswered {
-            let still_pending = self.pending.get(&(key.clone(), id.clone())).is_some_and(|p| p.exchange == ex.id);
-            // A complete 2xx without the answer (a 202 of the legacy transport, an SSE stream
-            // that ends early) means the answer comes on another stream; so does a stream with
-            // event ids the client left: it may resume with Last-Event-ID and get the answer
-            // there (a disconnection is not a cancellation). Unresumed requests expire.
-            let elsewhere = head.status < 300
-                && (outcome == EndOutcome::Complete || (outcome == EndOutcome::ClientClosed && resumable));
-            if !still_pending || elsewhere {
-                continue;
-            }
-            let p = self.pending.remove(&(key.clone(), id.clone())).expect("checked above");
+        // A complete 2xx without the answer (a 202 of the legacy transport, an SSE stream
+        // that ends early) means the answer comes on another stream; so does a stream with
+        // event ids the client left: it may resume with Last-Event-ID and get the answer
+        // there (a disconnection is not a cancellation). Unresumed requests expire.
+        let elsewhere = head.status < 300
+            && (outcome == EndOutcome::Complete || (outcome == EndOutcome::ClientClosed && resumable));
+        for id in unanswered.into_iter().filter(|_| !elsewhere) {
+            let Some((id, p)) = self.take_waiting_on(ex, key.clone(), id) else { continue };
             let kind = match outcome {
                 EndOutcome::Complete => format!("http_{}", head.status),
                 EndOutcome::ClientClosed => "client_disconnected".to_owned(),
@@ -960,7 +962,7 @@ impl Processor {
             // A request the server accepted in the session: it is open. The end of a GET
             // stream is not such a request: the server closes a deleted session's stream.
             let accepted = ex.http_method == http::Method::POST;
-            self.session_seen(head.session_id.as_deref().or(ex.session_id.as_deref()), accepted);
+            self.session_seen(head.session(ex), accepted);
         }
         let ended = if deleted {
             ex.session_id.clone().map(Scope::Session)
@@ -1021,13 +1023,21 @@ impl Processor {
         self.seen_events.ended(ex.id, false);
         let key = self.key_for(ex);
         for id in self.exchange_requests.remove(&ex.id).unwrap_or_default() {
-            let pending = (key.clone(), id);
-            if self.pending.get(&pending).is_none_or(|p| p.exchange != ex.id) {
-                continue;
-            }
-            let p = self.pending.remove(&pending).expect("checked above");
+            let Some((id, p)) = self.take_waiting_on(ex, key.clone(), id) else { continue };
             let kind = "client_disconnected".to_owned();
-            out.push(self.unanswered(ex, pending.1, p, Direction::Agent, Headers::Request(ex), kind));
+            out.push(self.unanswered(ex, id, p, Direction::Agent, Headers::Request(ex), kind));
+        }
+    }
+
+    /// Takes request `id` of `key` out of the waiting ones if it still waits on `ex` (a
+    /// request of the same id sent since, on another exchange, is that exchange's).
+    fn take_waiting_on(&mut self, ex: &Exchange, key: Scope, id: String) -> Option<(String, Pending)> {
+        match self.pending.entry((key, id)) {
+            std::collections::hash_map::Entry::Occupied(e) if e.get().exchange == ex.id => {
+                let ((_, id), p) = e.remove_entry();
+                Some((id, p))
+            }
+            _ => None,
         }
     }
 
@@ -1774,20 +1784,15 @@ mod tests {
         // Back, then DELETE: closed once, with a session end record.
         processor.process(whole(in_session(6, http::Method::POST), head(200, None), &ping), &mut out);
         assert_eq!(open(&processor), 1);
-        let end = Captured::End {
-            ex: in_session(7, http::Method::DELETE),
+        let ended = |id: u64, method: http::Method| Captured::End {
+            ex: in_session(id, method),
             head: head(200, None),
             outcome: EndOutcome::Complete,
         };
-        processor.process(end, &mut out);
+        processor.process(ended(7, http::Method::DELETE), &mut out);
         assert_eq!(open(&processor), 0);
         // The server then closes the session's GET stream: that does not open it again.
-        let stream = Captured::End {
-            ex: in_session(8, http::Method::GET),
-            head: head(200, None),
-            outcome: EndOutcome::Complete,
-        };
-        processor.process(stream, &mut out);
+        processor.process(ended(8, http::Method::GET), &mut out);
         assert_eq!(open(&processor), 0);
         assert!(processor.sessions.is_empty());
         assert_eq!(out.iter().filter(|r| r.event_type == EventType::McpSessionEnd).count(), 1);

@@ -22,13 +22,6 @@ const MAX_OPEN_STREAMS: usize = 16_384;
 
 type Fast = foldhash::fast::RandomState;
 
-/// What the guard knows about one open stream.
-#[derive(Default)]
-struct Stream {
-    /// Hashes of the events first seen on it (up to the bound shared by all streams).
-    events: Vec<u64>,
-}
-
 /// See the module documentation.
 pub(super) struct SeenEvents {
     /// Keyed with a random key: session ids and event ids come from the peers, and a
@@ -38,8 +31,9 @@ pub(super) struct SeenEvents {
     seen: HashSet<u64, Fast>,
     /// Hashes in the order they were first seen; may also hold hashes already forgotten.
     order: VecDeque<u64>,
-    /// Open streams whose events carried ids, by exchange.
-    streams: HashMap<u64, Stream, Fast>,
+    /// Open streams whose events carried ids, by exchange: the hashes of the events first
+    /// seen on each (up to the bound shared by all streams).
+    streams: HashMap<u64, Vec<u64>, Fast>,
     /// Hashes held in `streams`, all together.
     tracked: usize,
 }
@@ -72,7 +66,7 @@ impl SeenEvents {
             return true;
         }
         if self.tracked < MAX_SEEN_EVENTS {
-            stream.events.push(hash);
+            stream.push(hash);
             self.tracked += 1;
         }
         // Room is made before the push, so that the order never holds more than the bound
@@ -93,9 +87,9 @@ impl SeenEvents {
         let Some(stream) = self.streams.remove(&exchange) else {
             return false;
         };
-        self.tracked -= stream.events.len();
+        self.tracked -= stream.len();
         if complete {
-            for hash in &stream.events {
+            for hash in &stream {
                 self.seen.remove(hash);
             }
         }
@@ -112,7 +106,7 @@ impl SeenEvents {
         self.streams.retain(|&exchange, stream| {
             let keep = exchange >= median;
             if !keep {
-                let_go += stream.events.len();
+                let_go += stream.len();
             }
             keep
         });
@@ -191,7 +185,7 @@ mod tests {
         assert!(!g.replayed(MAX_OPEN_STREAMS as u64, Some("s"), "new"));
         assert_eq!(g.streams.len(), MAX_OPEN_STREAMS / 2 + 1, "the older half let go, the new one followed");
         assert!(!g.streams.contains_key(&0) && g.streams.contains_key(&(MAX_OPEN_STREAMS as u64 - 1)));
-        assert_eq!(g.tracked, g.streams.values().map(|s| s.events.len()).sum::<usize>());
+        assert_eq!(g.tracked, g.streams.values().map(Vec::len).sum::<usize>());
         assert!(g.replayed(99_999, Some("s"), "0"), "a let-go stream's events are still remembered");
         assert!(!g.ended(0, true), "and it is no longer followed");
     }
